@@ -1,0 +1,521 @@
+"""The check-and-report machinery that assignment test cells call.
+
+A test cell of an nbgrader assignment calls one ``check_<question>`` function (in
+``nnkit.grading.mlp`` and its siblings); those are built from the pieces here:
+
+``call(fb, fn, *args)``
+    runs the student's function on copies of the inputs, silences warnings (any stderr output
+    in a test cell scores 0) and turns an exception into a one-line ``AssertionError``.
+``check_array(fb, name, got, expected, ...)``
+    type, shape, finiteness and values against the reference, with a stated tolerance;
+    recognises the classic bugs from the arrays alone (sign flip, transposed, a factor of the
+    batch size) and from ``probes`` that re-run the student's code on crafted inputs.
+``check_layers(fb, symbol, got, expected, ...)``
+    per-layer lists such as δ¹ … δᴸ, checked from the output layer down, so the message says
+    "δ² is wrong; δ³ was right".
+``check_against_torch(fb, name, student_fn, torch_fn, inputs, ...)``
+    the same computation in PyTorch on every available device (float64 on CPU; float32 with
+    TF32 off on CUDA), with the tolerance in the message.
+``numerical_gradient(f, x)``
+    central differences, the oracle for anything with a gradient.
+``reference_bindings(fn, name=ref, ...)``
+    while testing a later question, temporarily bind reference versions of earlier functions
+    the student's function calls, so that each question is graded on its own.
+
+Every failure goes through a ``Feedback`` and becomes ``AssertionError("[question] ...")`` —
+one sentence a teaching assistant would say. In a *hidden* check the message gives the
+category, the shapes and the size of the error, never the expected array; a visible check
+may show the first wrong entry. A passing visible check prints "visible checks passed", never
+"all tests passed" (the hidden tests have not run yet).
+
+Usage in a test cell::
+
+    from nnkit.grading import mlp as G
+    G.check_sigmoid_prime(sigmoid_prime)                # visible
+    ### BEGIN HIDDEN TESTS
+    G.check_sigmoid_prime(sigmoid_prime, hidden=True)
+    ### END HIDDEN TESTS
+
+Writing a new check::
+
+    def check_relu(relu, *, hidden=False):
+        fb = Feedback("relu", hidden=hidden)
+        z = np.linspace(-3, 3, 13)
+        got = call(fb, relu, z, name="relu(z)")
+        check_array(fb, "relu(z)", got, np.maximum(z, 0), probes=[
+            Probe(SIGN_FLIP, lambda: np.allclose(call(fb, relu, z), np.maximum(-z, 0)),
+                  "relu(z) must keep the positive inputs"),
+        ])
+        fb.passed()
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+# --- bug classes: the phrases feedback uses (mutation tables match on them) ------------------
+WRONG_SHAPE = "wrong shape"
+WRONG_VALUES = "wrong values"
+WRONG_TYPE = "wrong type"
+NOT_IMPLEMENTED = "not implemented"
+RAISED = "raised an exception"
+NON_FINITE = "inf/nan"
+UNSTABLE = "numerically unstable"            # inf/nan (or overflow) on large inputs
+TRANSPOSED_W = "transposed W"
+TRANSPOSED = "transposed"
+MISSING_FPRIME = "missing f′(z) factor"
+BATCH_FACTOR = "factor of the batch size"
+SIGN_FLIP = "sign flip"
+NO_ACCUMULATION = "no accumulation under fan-out"
+DROPOUT_MASK_NOT_REUSED = "dropout mask not reused"
+DROPOUT_NOT_RESCALED = "dropout not rescaled"
+MODIFIES_INPUT = "modifies its input"
+
+#: default tolerances, stated in every message: student (float64) vs nnkit reference (float64)
+RTOL, ATOL = 1e-7, 1e-10
+#: student (float64) vs PyTorch float64 on CPU, and float32 vs PyTorch float32 (TF32 off) on CUDA
+TORCH_TOL = {"cpu": (1e-7, 1e-10), "cuda": (2e-4, 1e-5)}
+
+_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+def sup(n: int) -> str:
+    """3 → '³' (how messages write layer indices: δ³, W²)."""
+    return str(n).translate(_SUPERSCRIPT)
+
+
+def shape_of(x) -> str:
+    """'(4, 3)' for an array, 'a float' for a Python number, 'a list' for a list of arrays."""
+    if isinstance(x, np.ndarray):
+        return str(tuple(x.shape))
+    if isinstance(x, (list, tuple)):
+        return f"a {type(x).__name__} of {len(x)}"
+    return f"a {type(x).__name__}"
+
+
+# --- feedback --------------------------------------------------------------------------------
+class Feedback:
+    """Builds the one-line messages of one question's check and raises them.
+
+    ``question`` is the question's id (the nbgrader ``grade_id`` of its solution cell); every
+    message starts with it. ``hidden=True`` selects the hidden-test rules: no array values in
+    any message.
+    """
+
+    def __init__(self, question: str, *, hidden: bool = False):
+        self.question = question
+        self.hidden = bool(hidden)
+
+    def fail(self, category: str, detail: str, *, likely: str | None = None, hint: str | None = None):
+        """Raise ``AssertionError('[question] category: detail. Likely bug: likely — hint')``."""
+        __tracebackhide__ = True
+        where = "hidden check" if self.hidden else "check"
+        msg = f"[{self.question}] {where} failed, {category}: {detail.rstrip('.')}."
+        if likely:
+            msg += f" Likely bug: {likely}"
+            msg += f" — {hint.rstrip('.')}." if hint else "."
+        elif hint:
+            msg += f" {hint[:1].upper()}{hint[1:].rstrip('.')}."
+        raise AssertionError(msg.replace("\n", " "))
+
+    def passed(self, what: str = "") -> None:
+        """Print that the visible checks passed (hidden checks pass silently)."""
+        if not self.hidden:
+            print(f"[{self.question}] visible checks passed{': ' + what if what else ''}. "
+                  "More checks run when the assignment is graded.")
+
+    def values(self, text: str) -> str:
+        """``text`` in a visible message, '' in a hidden one (for anything that shows values)."""
+        return "" if self.hidden else text
+
+
+# --- running the student's code --------------------------------------------------------------
+@contextlib.contextmanager
+def quiet():
+    """No warnings and no floating-point error messages (stderr in a test cell scores 0)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with np.errstate(all="ignore"):
+            yield
+
+
+def _copy(x):
+    if isinstance(x, np.ndarray):
+        return x.copy()
+    if isinstance(x, (list, tuple, dict)):
+        return copy.deepcopy(x)
+    return x
+
+
+def call(fb: Feedback, fn: Callable, *args, name: str | None = None, copy_inputs: bool = True, **kwargs):
+    """``fn(*args, **kwargs)`` on copies of the inputs, quietly; an exception becomes a failure.
+
+    NotImplementedError (the released stub) says the question is not answered yet; any other
+    exception is reported with its type, its message and the shapes of the inputs.
+    """
+    __tracebackhide__ = True
+    label = name or f"{getattr(fn, '__name__', 'your function')}(...)"
+    if not callable(fn):
+        fb.fail(WRONG_TYPE, f"{label}: expected a function, got {type(fn).__name__}")
+    if copy_inputs:
+        args = tuple(_copy(a) for a in args)
+        kwargs = {k: _copy(v) for k, v in kwargs.items()}
+    try:
+        with quiet():
+            return fn(*args, **kwargs)
+    except NotImplementedError:
+        fb.fail(NOT_IMPLEMENTED, f"{label} is not implemented yet (it raises NotImplementedError)",
+                hint="replace the stub `raise NotImplementedError()` with your code")
+    except AssertionError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any error in student code is reported, not raised
+        shapes = ", ".join(shape_of(a) for a in args)
+        text = str(err).splitlines()[0] if str(err) else ""
+        fb.fail(RAISED, f"{label} with inputs of shape {shapes} raised {type(err).__name__}: {text}")
+
+
+def try_call(fn: Callable, *args, **kwargs):
+    """``fn(*args)`` quietly on copies of the inputs; None if it raises (used by probes)."""
+    try:
+        with quiet():
+            return fn(*(_copy(a) for a in args), **kwargs)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+@contextlib.contextmanager
+def reference_bindings(fn: Callable, **refs):
+    """Temporarily bind ``name=reference`` in the namespace ``fn`` looks its globals up in.
+
+    A notebook's functions share the notebook's globals; binding the reference ``sigmoid``
+    there while ``forward`` is checked means a wrong ``sigmoid`` cannot cost the ``forward``
+    question its points. The student's own functions are restored afterwards.
+    """
+    namespace = getattr(fn, "__globals__", None)
+    if namespace is None:
+        yield
+        return
+    missing = object()
+    saved = {name: namespace.get(name, missing) for name in refs}
+    namespace.update(refs)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is missing:
+                namespace.pop(name, None)
+            else:
+                namespace[name] = value
+
+
+# --- diagnosis -------------------------------------------------------------------------------
+@dataclass
+class Probe:
+    """A known bug and a test that recognises it by re-running the student's code.
+
+    ``test()`` returns True when the student's code behaves exactly as the buggy version would
+    (e.g. its output on crafted inputs equals the reference computed with Wᵀ). It should use
+    ``try_call`` so that an exception inside a probe just means "not this bug".
+    """
+
+    bug: str
+    test: Callable[[], bool]
+    hint: str = ""
+
+
+def diagnose(probes: Iterable[Probe]) -> Probe | None:
+    """The first probe whose test says yes, else None (a failing probe counts as no)."""
+    for probe in probes or ():
+        try:
+            with quiet():
+                if probe.test():
+                    return probe
+        except Exception:  # noqa: BLE001
+            continue
+    return None
+
+
+def close(got, expected, rtol: float = RTOL, atol: float = ATOL) -> bool:
+    """Same shape and values within tolerance (nan never equals anything)."""
+    try:
+        got = np.asarray(got, dtype=float)
+    except (TypeError, ValueError):
+        return False
+    expected = np.asarray(expected, dtype=float)
+    return got.shape == expected.shape and bool(np.allclose(got, expected, rtol=rtol, atol=atol))
+
+
+def relation(got: np.ndarray, expected: np.ndarray, *, batch_size: int | None = None,
+             rtol: float = RTOL, atol: float = ATOL) -> str | None:
+    """Recognise a wrong answer from the arrays alone: sign flip, transposed, batch-size factor."""
+    if not np.any(expected):
+        return None
+    if close(got, -expected, rtol, atol):
+        return SIGN_FLIP
+    if expected.ndim == 2 and expected.shape[0] == expected.shape[1] and close(got, expected.T, rtol, atol) \
+            and not close(expected, expected.T, rtol, atol):
+        return TRANSPOSED
+    if batch_size and batch_size > 1:
+        for factor in (batch_size, 1.0 / batch_size):
+            if close(got, expected * factor, rtol, atol):
+                return BATCH_FACTOR
+    if close(got, 2 * expected, rtol, atol) or close(got, expected / 2, rtol, atol):
+        return "factor of 2"
+    return None
+
+
+_RELATION_HINTS = {
+    SIGN_FLIP: "your result is exactly the negative of the right one",
+    TRANSPOSED: "your result is exactly the transpose of the right one",
+    BATCH_FACTOR: "your result is the right one multiplied or divided by the batch size N; "
+                  "check where the loss averages over the batch",
+    "factor of 2": "your result is twice or half the right one",
+}
+
+
+def _error_size(got: np.ndarray, expected: np.ndarray) -> str:
+    with quiet():
+        diff = np.abs(got.astype(float) - expected.astype(float))
+        abs_err = float(np.max(diff)) if diff.size else 0.0
+        scale = float(np.max(np.abs(expected))) if expected.size else 0.0
+        n_bad = int(np.sum(~np.isclose(got, expected, rtol=RTOL, atol=ATOL)))
+    rel = f", relative to the largest entry {abs_err / scale:.2g}" if scale > 0 else ""
+    return f"{n_bad} of {expected.size} entries differ; largest error {abs_err:.2g}{rel}"
+
+
+def _first_wrong(got: np.ndarray, expected: np.ndarray, rtol: float, atol: float) -> str:
+    bad = np.argwhere(~np.isclose(got, expected, rtol=rtol, atol=atol, equal_nan=False))
+    if not len(bad):
+        return ""
+    idx = tuple(int(i) for i in bad[0])
+    where = f" at index {idx}" if got.ndim else ""
+    return f"first wrong entry{where}: expected {expected[idx]:.6g}, got {got[idx]:.6g}"
+
+
+def as_array(fb: Feedback, name: str, got, *, dtype=None) -> np.ndarray:
+    """The student's result as a float array, or a failure that says what came back instead."""
+    __tracebackhide__ = True
+    if got is None:
+        fb.fail(WRONG_TYPE, f"{name} returned None", hint="did you forget the `return` statement?")
+    if isinstance(got, (list, tuple)) and any(isinstance(g, np.ndarray) and g.ndim > 0 for g in got) and \
+            len({np.shape(g) for g in got}) > 1:
+        fb.fail(WRONG_TYPE, f"{name} returned {shape_of(got)} arrays of different shapes where one array "
+                            "was expected")
+    try:
+        arr = np.asarray(got, dtype=dtype)
+        if not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
+            raise TypeError
+        return arr.astype(float) if dtype is None and not np.issubdtype(arr.dtype, np.floating) else arr
+    except (TypeError, ValueError):
+        fb.fail(WRONG_TYPE, f"{name} returned a {type(got).__name__}; expected a numpy array")
+
+
+def mismatch(fb: Feedback, name: str, got: np.ndarray, expected: np.ndarray, *, rtol: float = RTOL,
+             atol: float = ATOL, batch_size: int | None = None, shape_hint: str | None = None,
+             relations: bool = True) -> tuple[str, str, str | None, str | None] | None:
+    """What is wrong with ``got`` against ``expected``: (category, detail, likely bug, hint), or None."""
+    expected = np.asarray(expected)
+    if got.shape != expected.shape:
+        detail = f"{name} should have shape {tuple(expected.shape)}, got {tuple(got.shape)}"
+        if shape_hint:
+            detail += f" ({shape_hint})"
+        likely = hint = None
+        if got.ndim == 2 and got.shape == expected.shape[::-1]:
+            likely, hint = TRANSPOSED, "your result has the transposed shape"
+        elif got.size == expected.size:
+            hint = "the number of entries is right; check how you arrange the axes"
+        elif abs(expected.ndim - got.ndim) == 1:
+            hint = "one axis too few or too many: check the sum over the batch or a missing keepdims"
+        return WRONG_SHAPE, detail, likely, hint
+    bad = ~np.isfinite(got) & np.isfinite(expected)
+    if np.any(bad):
+        return (NON_FINITE, f"{name} contains inf or nan in {int(bad.sum())} of {got.size} entries where the "
+                            "right answer is finite", UNSTABLE,
+                "avoid exp() of large positive numbers; use a numerically stable formula")
+    with quiet():
+        ok = np.allclose(got, expected, rtol=rtol, atol=atol, equal_nan=True)
+    if ok:
+        return None
+    detail = f"{name} has wrong values ({_error_size(got, expected)}; tolerance rtol={rtol:g}, atol={atol:g})"
+    first = fb.values(_first_wrong(got, expected, rtol, atol))
+    if first:
+        detail += f"; {first}"
+    likely = relation(got, expected, batch_size=batch_size, rtol=rtol, atol=atol) if relations else None
+    return WRONG_VALUES, detail, likely, _RELATION_HINTS.get(likely)
+
+
+def check_array(fb: Feedback, name: str, got, expected, *, rtol: float = RTOL, atol: float = ATOL,
+                probes: Sequence[Probe] = (), batch_size: int | None = None, shape_hint: str | None = None,
+                relations: bool = True) -> np.ndarray:
+    """Compare the student's ``got`` with the reference ``expected``; fail with a diagnosis.
+
+    Order of the checks: type, shape (with ``shape_hint`` saying what the axes mean), inf/nan,
+    values within ``|got − expected| ≤ atol + rtol·|expected|``. When something is wrong, the
+    ``probes`` are tried first (they re-run the student's code on crafted inputs), then the
+    relations between the two arrays (sign flip, transposed, batch-size factor).
+    Returns ``got`` as an array when it passes.
+    """
+    __tracebackhide__ = True
+    got = as_array(fb, name, got)
+    found = mismatch(fb, name, got, expected, rtol=rtol, atol=atol, batch_size=batch_size,
+                     shape_hint=shape_hint, relations=relations)
+    if found is not None:
+        category, detail, likely, hint = found
+        probe = diagnose(probes)
+        if probe is not None:
+            likely, hint = probe.bug, probe.hint
+        fb.fail(category, detail, likely=likely, hint=hint)
+    return got
+
+
+def check_layers(fb: Feedback, symbol: str, got: Sequence, expected: Sequence, *, first_layer: int = 1,
+                 rtol: float = RTOL, atol: float = ATOL, probes: Sequence[Probe] = (),
+                 batch_size: int | None = None) -> None:
+    """Check per-layer arrays (e.g. δ¹ … δᴸ) from the last layer down.
+
+    The message names the first wrong layer met going backwards and the layer after it that was
+    right — "δ² is wrong; δ³ was right" — which is where the student's recursion broke.
+    """
+    __tracebackhide__ = True
+    span = f"{symbol}{sup(first_layer)} … {symbol}{sup(first_layer + len(expected) - 1)}"
+    if not isinstance(got, (list, tuple)):
+        fb.fail(WRONG_TYPE, f"expected a list of {len(expected)} arrays {span}, got {type(got).__name__}")
+    if len(got) != len(expected):
+        fb.fail(WRONG_SHAPE, f"expected {len(expected)} arrays {span} (one per layer), got {len(got)}")
+    right_after: int | None = None
+    for i in reversed(range(len(expected))):
+        layer = first_layer + i
+        name = f"{symbol}{sup(layer)}"
+        found = mismatch(fb, name, as_array(fb, name, got[i]), np.asarray(expected[i]), rtol=rtol, atol=atol,
+                         batch_size=batch_size)
+        if found is not None:
+            _, detail, likely, hint = found
+            context = f"{name} is wrong; " + (f"{symbol}{sup(right_after)} was right" if right_after is not None
+                                               else "it is the last layer, where the recursion starts")
+            probe = diagnose(probes)
+            if probe is not None:
+                likely, hint = probe.bug, probe.hint
+            fb.fail(context, detail, likely=likely, hint=hint)
+        right_after = layer
+
+
+# --- gradients -------------------------------------------------------------------------------
+def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """∂f/∂x by central differences (f(x + ε e_i) − f(x − ε e_i)) / 2ε, in float64.
+
+    Error O(ε²): with ε = 1e-6 expect a relative error around 1e-8 to 1e-10 on smooth functions.
+    ``x`` is restored after each perturbation.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    grad = np.zeros_like(x)
+    flat, gflat = x.reshape(-1), grad.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + eps
+        plus = float(f(x))
+        flat[i] = old - eps
+        minus = float(f(x))
+        flat[i] = old
+        gflat[i] = (plus - minus) / (2 * eps)
+    return grad
+
+
+def relative_error(a, b) -> float:
+    """max |a − b| / max(|a|, |b|, tiny): the size of a gradient-check error."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    denom = max(float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(b), initial=0.0)), 1e-300)
+    return float(np.max(np.abs(a - b), initial=0.0)) / denom
+
+
+# --- PyTorch on every device -----------------------------------------------------------------
+def available_devices() -> list[str]:
+    """'cpu', plus 'cuda' when PyTorch sees a GPU (``nk.parity.available_devices`` when present)."""
+    try:
+        from nnkit import parity  # noqa: PLC0415
+
+        return list(parity.available_devices())
+    except (ImportError, AttributeError):
+        pass
+    import torch  # noqa: PLC0415
+
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _to_torch(x, device: str, dtype, requires_grad: bool):
+    import torch  # noqa: PLC0415
+
+    if isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.floating):
+        return torch.tensor(x, dtype=dtype, device=device, requires_grad=requires_grad)
+    if isinstance(x, np.ndarray):
+        return torch.tensor(x, device=device)
+    return x
+
+
+def check_against_torch(fb: Feedback, name: str, student_fn: Callable, torch_fn: Callable,
+                        inputs: Sequence, *, requires_grad: bool = False,
+                        tolerances: dict[str, tuple[float, float]] | None = None,
+                        probes: Sequence[Probe] = (), batch_size: int | None = None) -> list[str]:
+    """Run ``student_fn(*inputs)`` (numpy) and ``torch_fn(*tensors)`` on every device and compare.
+
+    On CPU the inputs are float64 and so is PyTorch; on CUDA both sides are float32 (the
+    student's numpy code receives float32 inputs) and TF32 is switched off, so the comparison
+    is about the formula, not the hardware's rounding shortcuts. ``torch_fn`` returns a tensor
+    or a tuple of tensors (it may call ``.backward()``; set ``requires_grad`` for the inputs).
+    Returns the devices checked.
+    """
+    __tracebackhide__ = True
+    import torch  # noqa: PLC0415
+
+    tolerances = {**TORCH_TOL, **(tolerances or {})}
+    devices = available_devices()
+    for device in devices:
+        kind = device.split(":")[0]
+        np_dtype, t_dtype = (np.float64, torch.float64) if kind == "cpu" else (np.float32, torch.float32)
+        rtol, atol = tolerances.get(kind, tolerances["cuda"])
+        cast = [x.astype(np_dtype) if isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.floating) else x
+                for x in inputs]
+        saved_tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        try:
+            with quiet():
+                tensors = [_to_torch(x, device, t_dtype, requires_grad) for x in cast]
+                ref = torch_fn(*tensors)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved_tf32
+        refs = ref if isinstance(ref, (tuple, list)) else (ref,)
+        refs = [r.detach().to("cpu").double().numpy() if hasattr(r, "detach") else np.asarray(r) for r in refs]
+        got = call(fb, student_fn, *cast, name=name)
+        gots = got if isinstance(ref, (tuple, list)) else (got,)
+        if len(gots) != len(refs):
+            fb.fail(WRONG_TYPE, f"{name} returned {len(gots)} values, expected {len(refs)}")
+        for i, (g, r) in enumerate(zip(gots, refs)):
+            label = f"{name}" + (f"[{i}]" if len(refs) > 1 else "") + f" against PyTorch on {device} " \
+                    f"({'float64' if kind == 'cpu' else 'float32, TF32 off'})"
+            check_array(fb, label, np.asarray(g, dtype=np.float64), r, rtol=rtol, atol=atol,
+                        probes=probes, batch_size=batch_size)
+    return devices
+
+
+def seeded(seed: int) -> np.random.Generator:
+    """The generator every check draws its crafted inputs from (fixed seeds: reproducible grading)."""
+    return np.random.default_rng(seed)
+
+
+def isfinite_all(*arrays: Any) -> bool:
+    return all(np.all(np.isfinite(np.asarray(a, dtype=float))) for a in arrays)
+
+
+__all__ = [
+    "ATOL", "BATCH_FACTOR", "DROPOUT_MASK_NOT_REUSED", "DROPOUT_NOT_RESCALED", "Feedback", "MISSING_FPRIME",
+    "MODIFIES_INPUT", "NON_FINITE", "NOT_IMPLEMENTED", "NO_ACCUMULATION", "Probe", "RAISED", "RTOL",
+    "SIGN_FLIP", "TORCH_TOL", "TRANSPOSED", "TRANSPOSED_W", "UNSTABLE", "WRONG_SHAPE", "WRONG_TYPE",
+    "WRONG_VALUES", "as_array", "mismatch", "available_devices", "call", "check_against_torch", "check_array",
+    "check_layers", "close", "diagnose", "isfinite_all", "numerical_gradient", "quiet", "reference_bindings",
+    "relation", "relative_error", "seeded", "shape_of", "sup", "try_call",
+]
