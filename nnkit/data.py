@@ -185,19 +185,22 @@ def circles(n: int = 200, noise: float = 0.05, factor: float = 0.5, rng=None) ->
     return _shuffled(X, y, rng)
 
 
-#: The starting point of the lecture's saturation example: w = 2, b = 0.5, so at x = −1 the
-#: unit's pre-activation is z = w·x + b = −2.5 and σ(z) ≈ 0.076, far from the target 1.
+#: The starting point of the lecture's saturation example, chosen so that the example x = −1
+#: has pre-activation z = w·x + b = −2.5, the value the notes compute (σ(−2.5) ≈ 0.076, far
+#: from the target 1). The notes write "w = 2, b = 0.5", but 2·(−1) + 0.5 = −1.5; their
+#: z = −2.5 needs b = −0.5 (the sign of b slipped), so nnkit keeps w = 2 and uses b = −0.5.
 TOY_PM1_WEIGHT = 2.0
-TOY_PM1_BIAS = 0.5
+TOY_PM1_BIAS = -0.5
 
 
 def toy_pm1() -> tuple[np.ndarray, np.ndarray]:
     """The lecture's saturation toy problem (Kanade, ML lecture 8): inputs x = ±1, target y = (1 − x)/2.
 
     One sigmoid unit a = σ(z), z = w·x + b, must map x = +1 to y = 0 and x = −1 to y = 1.
-    Started at w = 2, b = 0.5 (``TOY_PM1_WEIGHT``, ``TOY_PM1_BIAS``), the example x = −1 has
-    z = −2.5: with ½(y − σ(z))² the gradient ∂L/∂z = (σ(z) − y)σ′(z) is tiny (saturation),
-    with cross entropy it is σ(z) − y, large while the unit is wrong.
+    Started at w = 2, b = −0.5 (``TOY_PM1_WEIGHT``, ``TOY_PM1_BIAS``; see there for the notes'
+    "b = 0.5"), the example x = −1 has z = −2.5. With ½(y − σ(z))² the gradient
+    ∂L/∂z = (σ(z) − y)σ′(z) is tiny there (saturation); with cross entropy it is σ(z) − y,
+    large while the unit is wrong.
 
     Returns ``X = [[+1], [−1]]`` and ``y = [[0], [1]]``, both float64 of shape (2, 1), the
     shapes ``Linear(1, 1)`` + ``Sigmoid`` with ``MSELoss`` or ``BCELoss`` expect.
@@ -232,18 +235,73 @@ def _round_half_up(x: float) -> int:
     return int(math.floor(x + 0.5))
 
 
-def _largest_remainder(quotas: np.ndarray, total: int, caps: np.ndarray) -> np.ndarray:
-    """Integers ≤ caps, close to ``quotas``, summing to ``total`` (Hamilton's apportionment)."""
-    counts = np.minimum(np.floor(quotas).astype(np.int64), caps)
-    remainder = quotas - counts
-    short = total - int(counts.sum())
-    for i in np.argsort(-remainder, kind="stable"):
-        if short <= 0:
+def _apportion(sizes: np.ndarray, fractions: np.ndarray, totals: np.ndarray) -> np.ndarray:
+    """Counts A[c, j] of class c in part j: rows sum to ``sizes``, columns to ``totals``.
+
+    Each A[c, j] is its exact share sizes[c]·fractions[j] rounded down or up ("controlled
+    rounding" of a table). Start from the rounded-down shares; the units still missing are
+    placed one at a time along augmenting paths (class → part whose share it may round up,
+    possibly moving another class's rounded-up unit elsewhere), a bipartite flow. If the part
+    sizes make that impossible, the last units go wherever there is room.
+    """
+    Q = np.outer(sizes, fractions)
+    A = np.floor(Q + 1e-9).astype(np.int64)
+    can_round_up = (Q - A) > 1e-9
+    up = np.zeros_like(A)  # which shares were rounded up
+    row_left = sizes - A.sum(axis=1)
+    col_left = totals - A.sum(axis=0)
+    K, m = A.shape
+    for j in np.flatnonzero(col_left < 0):
+        # a part smaller than the sum of its rounded-down shares (possible when both other parts
+        # were rounded up): take units back from the classes whose shares were nearest below
+        order = np.argsort(np.where(A[:, j] > 0, Q[:, j] - A[:, j], np.inf), kind="stable")
+        for c in order[:-col_left[j]]:
+            A[c, j] -= 1
+            row_left[c] += 1
+            can_round_up[c, j] = False
+        col_left[j] = 0
+    while row_left.sum() > 0:
+        # breadth-first search from classes with units left to a part with room left
+        parent_col = {}  # part j reached from class parent_col[j]
+        parent_row = {c: None for c in np.flatnonzero(row_left > 0)}  # class c reached from part
+        frontier, found = list(parent_row), None
+        while frontier and found is None:
+            nxt = []
+            for c in frontier:
+                for j in range(m):
+                    if can_round_up[c, j] and not up[c, j] and j not in parent_col:
+                        parent_col[j] = c
+                        if col_left[j] > 0:
+                            found = j
+                            break
+                        for c2 in np.flatnonzero(up[:, j]):
+                            if c2 not in parent_row:
+                                parent_row[c2] = j
+                                nxt.append(c2)
+                if found is not None:
+                    break
+            frontier = nxt
+        if found is None:
             break
-        if counts[i] < caps[i]:
-            counts[i] += 1
-            short -= 1
-    return counts
+        j = found
+        col_left[j] -= 1
+        while True:  # walk the path back, flipping rounded-up shares
+            c = parent_col[j]
+            up[c, j] = 1
+            prev = parent_row[c]
+            if prev is None:
+                row_left[c] -= 1
+                break
+            up[c, prev] = 0
+            j = prev
+    A = A + up
+    for c in np.flatnonzero(row_left > 0):  # only when no exact rounding exists
+        for j in np.flatnonzero(col_left > 0):
+            k = min(row_left[c], col_left[j])
+            A[c, j] += k
+            row_left[c] -= k
+            col_left[j] -= k
+    return A
 
 
 def train_val_test_split(X, y, val_fraction: float = 0.15, test_fraction: float = 0.15, rng=0,
@@ -254,9 +312,10 @@ def train_val_test_split(X, y, val_fraction: float = 0.15, test_fraction: float 
     - **sizes:** the test part holds test_fraction·N examples rounded to the nearest
       integer (halves up), the validation part val_fraction·N likewise, the training part the rest;
     - **stratified** (default) for integer class labels ``y`` of shape (N,): each class is split in
-      the same proportions (within one example), so a rare class is not missing from the
-      validation or test set. For other targets (floats, one-hot rows) the split is a plain
-      random one;
+      the same proportions, so that a rare class is not missing from the validation or test
+      set. Each class's count in each part is its exact share rounded up or down (whenever the
+      part sizes allow it, which is almost always). For other targets (floats, one-hot rows)
+      the split is a plain random one;
     - **reproducible:** the same ``rng`` (an int seed, 0 by default, or a Generator) gives the
       same split. Each part is in random order.
 
@@ -283,8 +342,9 @@ def train_val_test_split(X, y, val_fraction: float = 0.15, test_fraction: float 
     if stratify and _is_class_labels(y):
         classes, inverse = np.unique(y, return_inverse=True)
         sizes = np.bincount(inverse, minlength=len(classes))
-        te = _largest_remainder(test_fraction * sizes, n_te, sizes)
-        va = _largest_remainder(val_fraction * sizes, n_va, sizes - te)
+        fractions = np.array([test_fraction, val_fraction, 1.0 - test_fraction - val_fraction])
+        counts = _apportion(sizes, fractions, np.array([n_te, n_va, N - n_te - n_va]))
+        te, va = counts[:, 0], counts[:, 1]
         parts: tuple[list, list, list] = ([], [], [])
         for c in range(len(classes)):
             idx = rng.permutation(np.flatnonzero(inverse == c))
