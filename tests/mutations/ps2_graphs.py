@@ -1,0 +1,149 @@
+"""Known wrong answers for problem set 2 (computational graphs) and the feedback each must get.
+
+``MUTATIONS[question] = [(bug class, full source of the planted solution cell, phrase the
+feedback must contain), ...]``. The framework (tests/test_assignments.py) plants each into a copy
+of the solution, autogrades it with nbgrader, and checks that only this question loses its points
+and that its feedback names the bug.
+"""
+
+MUTATIONS = {
+    "add_backward": [
+        ("no accumulation under fan-out", '''
+def add_backward(a, b, out):
+    """Overwrites instead of adding: x + x gets one contribution."""
+    a.grad = out.grad
+    b.grad = out.grad
+''', "no accumulation under fan-out"),
+        ("sign flip", '''
+def add_backward(a, b, out):
+    a.grad -= out.grad
+    b.grad -= out.grad
+''', "sign flip"),
+        ("wrong rule", '''
+def add_backward(a, b, out):
+    """The multiply rule where the add rule belongs."""
+    a.grad += b.data * out.grad
+    b.grad += a.data * out.grad
+''', "wrong rule"),
+    ],
+    "mul_backward": [
+        ("wrong rule", '''
+def mul_backward(a, b, out):
+    """Each input multiplied by its own value instead of the other's."""
+    a.grad += a.data * out.grad
+    b.grad += b.data * out.grad
+''', "wrong rule"),
+        ("no accumulation under fan-out", '''
+def mul_backward(a, b, out):
+    a.grad = b.data * out.grad
+    b.grad = a.data * out.grad
+''', "no accumulation under fan-out"),
+        ("sign flip", '''
+def mul_backward(a, b, out):
+    a.grad -= b.data * out.grad
+    b.grad -= a.data * out.grad
+''', "sign flip"),
+        ("missing upstream gradient", '''
+def mul_backward(a, b, out):
+    a.grad += b.data
+    b.grad += a.data
+''', "missing upstream gradient"),
+    ],
+    "function_rules": [
+        ("wrong rule", '''
+def sigmoid_backward(a, out):
+    """σ′ evaluated at the input instead of the output."""
+    a.grad += a.data * (1.0 - a.data) * out.grad
+
+
+def log_backward(a, out):
+    a.grad += out.grad / a.data
+''', "wrong rule"),
+        ("sign flip", '''
+def sigmoid_backward(a, out):
+    a.grad += out.data * (1.0 - out.data) * out.grad
+
+
+def log_backward(a, out):
+    a.grad -= out.grad / a.data
+''', "sign flip"),
+        ("no accumulation", '''
+def sigmoid_backward(a, out):
+    a.grad = out.data * (1.0 - out.data) * out.grad
+
+
+def log_backward(a, out):
+    a.grad = out.grad / a.data
+''', "no accumulation under fan-out"),
+    ],
+    "backprop": [
+        ("no accumulation under fan-out", '''
+def backprop(root):
+    """Walks every path separately: a shared node passes its gradient on once per path."""
+    root.grad = 1.0
+
+    def walk(node):
+        node._backward()
+        for child in node._prev:
+            walk(child)
+
+    walk(root)
+''', "no accumulation under fan-out"),
+        ("wrong order", '''
+def backprop(root):
+    order, visited = [], set()
+
+    def visit(node):
+        if node not in visited:
+            visited.add(node)
+            for child in node._prev:
+                visit(child)
+            order.append(node)
+
+    visit(root)
+    root.grad = 1.0
+    for node in order:
+        node._backward()
+''', "wrong order"),
+        ("root not seeded", '''
+def backprop(root):
+    order, visited = [], set()
+
+    def visit(node):
+        if node not in visited:
+            visited.add(node)
+            for child in node._prev:
+                visit(child)
+            order.append(node)
+
+    visit(root)
+    for node in reversed(order):
+        node._backward()
+''', "root gradient not seeded"),
+    ],
+    "l_x": [
+        ("sign flip", '''
+def l_x(w, x):
+    s = w[0] * x[0]
+    for wi, xi in zip(w[1:], x[1:]):
+        s = s + wi * xi
+    return s.sigmoid().log()
+''', "sign flip"),
+        ("graph broken", '''
+import math
+
+def l_x(w, x):
+    """Computes the dot product on plain numbers: no gradient reaches w."""
+    z = sum(wi.data * xi for wi, xi in zip(w, x))
+    s = Value(z) if not hasattr(w[0], "label") else type(w[0])(z)
+    return -(s.sigmoid().log())
+''', "graph broken"),
+        ("wrong rule", '''
+def l_x(w, x):
+    s = w[0] * x[0]
+    for wi, xi in zip(w[1:], x[1:]):
+        s = s + wi * xi
+    return -((-s).sigmoid().log())
+''', "wrong rule"),
+    ],
+}
