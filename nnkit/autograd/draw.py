@@ -10,6 +10,7 @@ beyond ``max_nodes`` only the nodes nearest the output are shown, and the cut ed
 """
 from __future__ import annotations
 
+import functools
 from collections import deque
 
 from .engine import Value
@@ -45,8 +46,9 @@ def draw_graph(root: Value, ax=None, *, max_nodes: int = 60, title: str | None =
     nodes = [v for v in order if v in shown]
     pos, paths = _layout(nodes, shown)
 
-    cols = [x for x, _ in pos.values()]
-    rows = [y for _, y in pos.values()]
+    points = list(pos.values()) + [b for _, _, bends in paths for b in bends]
+    cols = [x for x, _ in points]
+    rows = [y for _, y in points]
     cut = any(p not in shown for v in nodes for p in v._prev)  # edges from nodes not shown
     x0, x1 = min(cols) - _BOX_W / 2 - (1.1 if cut else 0.15), max(cols) + _BOX_W / 2 + 0.15
     y0, y1 = min(rows) - _DY / 2 - 0.1, max(rows) + _DY / 2 + 0.1
@@ -61,7 +63,7 @@ def draw_graph(root: Value, ax=None, *, max_nodes: int = 60, title: str | None =
 
     if ax is None:
         scale = max(0.5, min(1.0, _MAX_WIDTH / width))
-        fig = Figure(figsize=(width * scale, height * scale))
+        fig = _graph_figure_class(Figure)(figsize=(width * scale, height * scale))
         ax = fig.add_axes((0, 0, 1, 1))
     else:
         fig, scale = ax.figure, 1.0
@@ -108,6 +110,21 @@ def draw_graph(root: Value, ax=None, *, max_nodes: int = 60, title: str | None =
     if header:
         ax.text(x0 + 0.1, y1 - 0.1, header, ha="left", va="top", fontsize=font, color="0.25")
     return fig
+
+
+@functools.cache
+def _graph_figure_class(Figure):
+    """A ``Figure`` that a notebook shows as a PNG even where pyplot was never imported."""
+
+    class GraphFigure(Figure):
+        def _repr_png_(self) -> bytes:
+            import io
+
+            buffer = io.BytesIO()
+            self.savefig(buffer, format="png", dpi=110)
+            return buffer.getvalue()
+
+    return GraphFigure
 
 
 def _node_text(v: Value) -> str:
