@@ -51,7 +51,7 @@ class Linear(Module):
         self._a_prev = x
         z = x @ self.weight.data.T
         if self.bias is not None:
-            z = z + self.bias.data
+            z += self.bias.data  # in place: z is a fresh array
         return z
 
     def backward(self, grad):
@@ -152,6 +152,14 @@ class LeakyReLU(_Activation):
         return np.where(z > 0, 1.0, self.negative_slope).astype(z.dtype)
 
 
+def _check_dim(layer: Module, z: np.ndarray) -> None:
+    if not -z.ndim <= layer.dim < z.ndim:
+        raise ShapeError(
+            f"{layer.label()}: dim={layer.dim} is out of range for an input of {describe(z)} "
+            f"(valid: {-z.ndim}…{z.ndim - 1}); the classes lie along one axis of the scores"
+        )
+
+
 class Softmax(Module):
     """p_j = e^{z_j} / Σ_k e^{z_k} along ``dim``; backward: ∂L/∂z = p ⊙ (g − Σ_k g_k p_k)."""
 
@@ -163,6 +171,7 @@ class Softmax(Module):
         return f"dim={self.dim}"
 
     def forward(self, z):
+        _check_dim(self, z)
         self._p = F.softmax(z, axis=self.dim)
         return self._p
 
@@ -182,6 +191,7 @@ class LogSoftmax(Module):
         return f"dim={self.dim}"
 
     def forward(self, z):
+        _check_dim(self, z)
         out = F.log_softmax(z, axis=self.dim)
         self._p = np.exp(out)
         return out
@@ -204,7 +214,9 @@ class Dropout(Module):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"Dropout: p is the drop probability and must lie in [0, 1], got {p}")
         self.p = float(p)
-        self._rng = get_rng(rng)
+        # None: draw from the default generator current at each forward, so nk.manual_seed(s)
+        # called after building the model still makes the masks reproducible (as in PyTorch)
+        self._rng = None if rng is None else get_rng(rng)
         self.mask: np.ndarray | None = None
 
     def extra_repr(self) -> str:
@@ -217,7 +229,7 @@ class Dropout(Module):
         if self.p == 1.0:
             self.mask = np.zeros_like(x)
         else:
-            keep = self._rng.random(x.shape) >= self.p
+            keep = get_rng(self._rng).random(x.shape) >= self.p
             self.mask = keep.astype(x.dtype) / (1.0 - self.p)
         return x * self.mask
 

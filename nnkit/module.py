@@ -275,11 +275,17 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def __getitem__(self, index):
-        layers = list(self._modules.values())
         if isinstance(index, slice):
-            return Sequential(*layers[index])
-        return layers[index]
+            # as in PyTorch: a new Sequential sharing the layers, which keep their names, so
+            # the layers' labels in messages still give their position in the whole network
+            part = Sequential()
+            for name, layer in list(self._modules.items())[index]:
+                part._modules[name] = layer
+                object.__setattr__(part, name, layer)
+            return part
+        return list(self._modules.values())[index]
 
     def append(self, layer: Module) -> "Sequential":
-        setattr(self, str(len(self)), layer)
+        taken = [int(name) for name in self._modules if name.isdigit()]
+        setattr(self, str(max(taken, default=-1) + 1), layer)
         return self

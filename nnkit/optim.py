@@ -49,8 +49,11 @@ class SGD:
                 g = g + self.weight_decay * p.data
             if self.momentum:
                 v = self._velocity[i]
-                v = g.copy() if v is None else self.momentum * v + (1.0 - self.dampening) * g
-                self._velocity[i] = v
+                if v is None:  # v = g on the first step
+                    v = self._velocity[i] = np.array(g, copy=True)
+                else:  # v ← μ v + (1 − dampening) g, in place
+                    v *= self.momentum
+                    v += g if self.dampening == 0 else (1.0 - self.dampening) * g
                 g = g + self.momentum * v if self.nesterov else v
             p.data -= self.lr * g
 
