@@ -327,6 +327,8 @@ def test_backward_with_an_explicit_seed_scales_every_gradient():
     f.zero_grad()
     f.backward()
     assert close(g, 2.5 * x.grad)
+    with pytest.raises(ValueError, match="seed gradient"):
+        f.backward(float("nan"))
 
 
 # --- where the mathematics has no answer: clear errors, never a NaN --------------------------

@@ -237,6 +237,8 @@ class Value:
         before the next step. A second root that shares nodes with this graph adds its own
         gradients to the shared nodes: the gradient of a sum of losses.
         """
+        if not isinstance(gradient, Real) or not math.isfinite(gradient):
+            raise ValueError(f"backward: the seed gradient must be a finite number, got {gradient!r}")
         order = self.topological_order()
         # Each pass computes its own gradients from zero, then adds them to what was there before,
         # so that an intermediate node passes on only this pass's gradient (not the running total).
