@@ -250,7 +250,7 @@ def _apportion(sizes: np.ndarray, fractions: np.ndarray, totals: np.ndarray) -> 
     up = np.zeros_like(A)  # which shares were rounded up
     row_left = sizes - A.sum(axis=1)
     col_left = totals - A.sum(axis=0)
-    K, m = A.shape
+    m = A.shape[1]
     for j in np.flatnonzero(col_left < 0):
         # a part smaller than the sum of its rounded-down shares (possible when both other parts
         # were rounded up): take units back from the classes whose shares were nearest below

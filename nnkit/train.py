@@ -253,7 +253,9 @@ def _pair(name: str, data) -> tuple[np.ndarray, np.ndarray]:
         raise TypeError(f"fit: {name} must be a pair (X, y), got {type(data).__name__}")
     X, y = np.asarray(data[0]), np.asarray(data[1])
     if X.ndim == 0 or y.ndim == 0 or len(X) != len(y):
-        raise ShapeError(f"fit: {name} X and y must hold the same number of examples, got X {describe(X)}, y {describe(y)}")
+        raise ShapeError(
+            f"fit: {name} X and y must hold the same number of examples, got X {describe(X)}, y {describe(y)}"
+        )
     if len(X) == 0:
         raise ValueError(f"fit: {name} data holds no examples")
     return X, y
