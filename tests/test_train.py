@@ -27,8 +27,8 @@ def weights_equal(a: nk.Module, b: nk.Module) -> bool:
 def test_digits_mlp_reaches_95_percent_test_accuracy():
     """A 64-64-10 ReLU MLP trained by ``fit`` classifies held-out digits correctly ≥ 95 % of the time.
 
-    Three different splits (each model seeded); the first split's test set is the hardest
-    (about 95 %), the others reach about 98 %, so the mean is the robust claim.
+    Three different splits, each model seeded: every one of these reproducible runs reaches 95 %
+    (the first split's test set is the hardest, about 96 %; the others about 98 %).
     """
     X, y = nk.data.load_digits()
     accs = []
@@ -41,8 +41,7 @@ def test_digits_mlp_reaches_95_percent_test_accuracy():
         acc = nk.train.accuracy(model, Xte, yte)
         assert h.val_acc[h.best_epoch] > 0.95, h.summary()
         accs.append(acc)
-    assert np.mean(accs) >= 0.95, accs
-    assert min(accs) >= 0.93, accs
+    assert min(accs) >= 0.95, accs
 
 
 def test_same_seed_gives_identical_run(digits_split):
