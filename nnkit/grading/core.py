@@ -152,11 +152,13 @@ def _copy(x):
     return x
 
 
-def call(fb: Feedback, fn: Callable, *args, name: str | None = None, copy_inputs: bool = True, **kwargs):
+def call(fb: Feedback, fn: Callable, *args, name: str | None = None, copy_inputs: bool = True,
+         probes: Sequence[Probe] = (), **kwargs):
     """``fn(*args, **kwargs)`` on copies of the inputs, quietly; an exception becomes a failure.
 
     NotImplementedError (the released stub) says the question is not answered yet; any other
-    exception is reported with its type, its message and the shapes of the inputs.
+    exception is reported with its type, its message and the shapes of the inputs, and the
+    ``probes`` are asked for the likely bug (a transposed W usually shows up as a shape error).
     """
     __tracebackhide__ = True
     label = name or f"{getattr(fn, '__name__', 'your function')}(...)"
@@ -176,7 +178,9 @@ def call(fb: Feedback, fn: Callable, *args, name: str | None = None, copy_inputs
     except Exception as err:  # noqa: BLE001 - any error in student code is reported, not raised
         shapes = ", ".join(shape_of(a) for a in args)
         text = str(err).splitlines()[0] if str(err) else ""
-        fb.fail(RAISED, f"{label} with inputs of shape {shapes} raised {type(err).__name__}: {text}")
+        probe = diagnose(probes)
+        fb.fail(RAISED, f"{label} with inputs of shape {shapes} raised {type(err).__name__}: {text}",
+                likely=probe.bug if probe else None, hint=probe.hint if probe else None)
 
 
 def try_call(fn: Callable, *args, **kwargs):

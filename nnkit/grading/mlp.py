@@ -1,0 +1,645 @@
+"""Checks for problem sets 1 (perceptron and gradient descent) and 3 (the δ recursion).
+
+Each ``check_<id>`` is what the test cell ``test_<id>`` of the question ``<id>`` calls:
+``check_<id>(student_function)`` for the visible checks, ``hidden=True`` for the graded ones.
+References come from nnkit (``nk.Linear``, ``nk.Sigmoid``, ``nk.MSELoss``, ``nk.optim.SGD``),
+central differences and PyTorch; the likely bug is recognised by re-running the student's
+function on crafted inputs (``Probe``).
+
+Conventions (DESIGN.md): a batch is rows, ``Z = A_prev @ W.T + b``, ``W`` has shape (out, in),
+δ^ℓ = ∂L/∂z^ℓ, and the loss of both problem sets is the squared error summed over the outputs
+and averaged over the N examples, L = (1/N) Σ_n ‖ŷ_n − y_n‖² (the ECE 498 loss for N = 1).
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .core import (
+    BATCH_FACTOR,
+    MISSING_FPRIME,
+    SIGN_FLIP,
+    TRANSPOSED,
+    TRANSPOSED_W,
+    UNSTABLE,
+    Feedback,
+    Probe,
+    as_array,
+    call,
+    check_against_torch,
+    check_array,
+    check_layers,
+    close,
+    numerical_gradient,
+    reference_bindings,
+    relative_error,
+    seeded,
+    sup,
+    try_call,
+)
+
+# bug classes particular to these problem sets (phrases the feedback uses)
+Z_FOR_SIGMA = "used z where σ(z) belongs"
+MISSING_ONE_MINUS = "missing the factor (1 − σ(z))"
+OUTPUT_ACTIVATION = "σ applied to the output layer"
+MISSING_HIDDEN_ACTIVATION = "missing σ on the hidden layer"
+MISSING_BIAS = "missing bias"
+MEAN_OVER_OUTPUTS = "averaged over the outputs"
+LR_NOT_APPLIED = "learning rate not applied"
+DB_NOT_SUMMED = "∂L/∂b not summed over the batch"
+WRONG_ACTIVATIONS = "wrong layer's activations"
+ONE_SIDED = "one-sided difference"
+INPUT_NOT_RESTORED = "input not restored"
+NOT_EVERY_BATCH = "not every minibatch"
+
+
+# --- references (nnkit) ---------------------------------------------------------------------
+def _nk():
+    import nnkit as nk  # noqa: PLC0415 - the library, imported when a check runs
+
+    return nk
+
+
+def ref_sigmoid(z):
+    return _nk().functional.sigmoid(np.asarray(z, dtype=float))
+
+
+def ref_sigmoid_prime(z):
+    return _nk().functional.sigmoid_prime(np.asarray(z, dtype=float))
+
+
+def _linear(W, b):
+    nk = _nk()
+    layer = nk.Linear(W.shape[1], W.shape[0], rng=0)
+    layer.weight.data, layer.bias.data = np.array(W, dtype=float), np.array(b, dtype=float)
+    return layer
+
+
+def ref_forward(X, W1, b1, W2, b2):
+    """The ECE 498 network with nnkit: Linear → Sigmoid → Linear; returns (Z1, A1, Ŷ)."""
+    nk = _nk()
+    l1, act, l2 = _linear(W1, b1), nk.Sigmoid(), _linear(W2, b2)
+    Z1 = l1(X)
+    A1 = act(Z1)
+    return Z1, A1, l2(A1)
+
+
+def mse_loss(Y_hat, Y):
+    """L = (1/N) Σ_n ‖ŷ_n − y_n‖²: the squared error summed over outputs, averaged over examples."""
+    Y_hat, Y = np.asarray(Y_hat, dtype=float), np.asarray(Y, dtype=float)
+    return float(np.sum((Y_hat - Y) ** 2) / Y_hat.shape[0])
+
+
+def ref_mse_grad(Y_hat, Y):
+    """∂L/∂Ŷ from nnkit: MSELoss(reduction='sum') is Σ‖ŷ − y‖², so divide by N."""
+    crit = _nk().MSELoss(reduction="sum")
+    crit.forward(np.asarray(Y_hat, dtype=float), np.asarray(Y, dtype=float))
+    return crit.backward() / Y_hat.shape[0]
+
+
+def ref_output_layer_grads(A1, Y_hat, Y):
+    layer = _linear(np.zeros((Y_hat.shape[1], A1.shape[1])), np.zeros(Y_hat.shape[1]))
+    layer.forward(A1)
+    layer.backward(ref_mse_grad(Y_hat, Y))
+    return layer.weight.grad.copy(), layer.bias.grad.copy()
+
+
+def ref_gradient_step(params, grads, lr):
+    nk = _nk()
+    ps = [nk.Parameter(np.array(p, dtype=float)) for p in params]
+    for p, g in zip(ps, grads):
+        p.grad = np.array(g, dtype=float)
+    nk.optim.SGD(ps, lr=lr).step()
+    return [p.data for p in ps]
+
+
+def _item(result, i: int):
+    return result[i] if isinstance(result, (tuple, list)) and len(result) > i else None
+
+
+def _network(rng, n=5, sizes=(3, 4, 2), scale=1.0):
+    X = rng.normal(size=(n, sizes[0]))
+    Ws = [rng.normal(scale=scale, size=(sizes[i + 1], sizes[i])) for i in range(len(sizes) - 1)]
+    bs = [rng.normal(scale=scale, size=sizes[i + 1]) for i in range(len(sizes) - 1)]
+    return X, Ws, bs
+
+
+# =============================================================================================
+# Problem set 1: perceptron and gradient descent
+# =============================================================================================
+def check_sigmoid(sigmoid: Callable, *, hidden: bool = False) -> None:
+    """σ(z) = 1/(1 + e^{−z}) element-wise; finite and right for |z| up to 1000."""
+    fb = Feedback("sigmoid", hidden=hidden)
+    z = np.array([-1000.0, -2.0, -0.5, 0.0, 0.5, 2.0, 1000.0])
+    probes = [
+        Probe(SIGN_FLIP, lambda: close(try_call(sigmoid, z), ref_sigmoid(-z)),
+              "your function computes σ(−z) = 1/(1 + e^{z}); the exponent is −z"),
+        Probe(UNSTABLE, lambda: not np.all(np.isfinite(try_call(sigmoid, np.array([-1000.0, 1000.0])))),
+              "e^{z} overflows for large z; use 1/(1 + e^{−z}) for z ≥ 0 and e^{z}/(1 + e^{z}) for z < 0"),
+    ]
+    check_array(fb, "sigmoid(z) for z from −1000 to 1000", call(fb, sigmoid, z, name="sigmoid(z)", probes=probes),
+                ref_sigmoid(z), probes=probes, atol=1e-300)
+    if hidden:
+        rng = seeded(101)
+        for shape in [(7,), (3, 4), (2, 3, 2)]:
+            zz = rng.normal(scale=4.0, size=shape)
+            check_array(fb, f"sigmoid(z) for z of shape {shape}", call(fb, sigmoid, zz, name="sigmoid(z)"),
+                        ref_sigmoid(zz), probes=probes)
+        big = np.array([-1000.0, -50.0, -1.0, 0.0, 1.0, 50.0, 1000.0])
+        check_array(fb, "sigmoid(z) for |z| up to 1000", call(fb, sigmoid, big, name="sigmoid(z)"),
+                    ref_sigmoid(big), probes=probes, atol=1e-300)
+        check_against_torch(fb, "sigmoid(z)", sigmoid, lambda t: t.sigmoid(), [rng.normal(scale=3, size=(4, 5))],
+                            probes=probes)
+    fb.passed("σ(z) matches nnkit on sample inputs")
+
+
+def check_sigmoid_prime(sigmoid_prime: Callable, *, hidden: bool = False) -> None:
+    """σ′(z) = σ(z)(1 − σ(z)), checked against nnkit, central differences and torch.autograd."""
+    fb = Feedback("sigmoid_prime", hidden=hidden)
+    z = np.array([-3.0, -1.0, 0.0, 0.5, 2.0])
+    with reference_bindings(sigmoid_prime, sigmoid=ref_sigmoid):
+        def run(zz):
+            return try_call(sigmoid_prime, zz)
+
+        probes = [
+            Probe(Z_FOR_SIGMA, lambda: close(run(z), z * (1 - z)), "σ′(z) = σ(z)(1 − σ(z)): apply σ first"),
+            Probe(MISSING_ONE_MINUS, lambda: close(run(z), ref_sigmoid(z)),
+                  "you returned σ(z) itself; σ′(z) = σ(z)(1 − σ(z))"),
+            Probe(SIGN_FLIP, lambda: close(run(z), -ref_sigmoid_prime(z)), "σ′ is positive everywhere"),
+        ]
+        got = call(fb, sigmoid_prime, z, name="sigmoid_prime(z)")
+        check_array(fb, "sigmoid_prime(z)", got, ref_sigmoid_prime(z), probes=probes)
+        if hidden:
+            rng = seeded(102)
+            zz = rng.normal(scale=3.0, size=(4, 3))
+            got = call(fb, sigmoid_prime, zz, name="sigmoid_prime(z)")
+            numeric = np.vectorize(lambda v: numerical_gradient(lambda x: float(ref_sigmoid(x)), np.array(v)))(zz)
+            check_array(fb, "sigmoid_prime(z) against central differences", got, numeric, rtol=1e-6, atol=1e-9,
+                        probes=probes)
+
+            def torch_sigmoid_prime(t):
+                t.sigmoid().sum().backward()
+                return t.grad
+
+            check_against_torch(fb, "sigmoid_prime(z)", sigmoid_prime, torch_sigmoid_prime, [zz],
+                                requires_grad=True, probes=probes)
+            big = np.array([-800.0, -40.0, 40.0, 800.0])
+            check_array(fb, "sigmoid_prime(z) for |z| up to 800", call(fb, sigmoid_prime, big, name="sigmoid_prime(z)"),
+                        ref_sigmoid_prime(big), atol=1e-300, probes=probes)
+    fb.passed("σ′(z) matches nnkit")
+
+
+def check_forward(forward: Callable, *, hidden: bool = False) -> None:
+    """forward(X, W1, b1, W2, b2) → (Z1, A1, Y_hat) of Linear → σ → Linear (linear output)."""
+    fb = Feedback("forward", hidden=hidden)
+    cases = [_network(seeded(103), n=1, sizes=(1, 2, 2))]  # the ECE 498 shapes
+    if hidden:
+        cases += [_network(seeded(104 + i), n=n, sizes=s) for i, (n, s) in enumerate([(5, (3, 4, 2)), (7, (2, 5, 3))])]
+    with reference_bindings(forward, sigmoid=ref_sigmoid, sigmoid_prime=ref_sigmoid_prime):
+        for X, (W1, W2), (b1, b2) in cases:
+            Z1, A1, Y_hat = ref_forward(X, W1, b1, W2, b2)
+
+            def out(*args, i=2):
+                return _item(try_call(forward, *args), i)
+
+            probes = [
+                Probe(TRANSPOSED_W, lambda: close(out(X, W1.T, b1, W2.T, b2), Y_hat),
+                      "with W of shape (out, in) and examples as rows, a layer computes A_prev @ W.T + b"),
+                Probe(OUTPUT_ACTIVATION, lambda: close(out(X, W1, b1, W2, b2), ref_sigmoid(Y_hat)),
+                      "this network's output layer is linear: ŷ = W² a¹ + b², no σ"),
+                Probe(MISSING_HIDDEN_ACTIVATION, lambda: close(out(X, W1, b1, W2, b2), Z1 @ W2.T + b2),
+                      "a¹ = σ(z¹) must feed the second layer, not z¹"),
+                Probe(MISSING_BIAS, lambda: close(out(X, W1, 0 * b1, W2, 0 * b2), out(X, W1, b1, W2, b2)),
+                      "each layer adds its bias b"),
+            ]
+            result = call(fb, forward, X, W1, b1, W2, b2, name="forward(X, W1, b1, W2, b2)", probes=probes)
+            if not isinstance(result, (tuple, list)) or len(result) != 3:
+                fb.fail("wrong type", "forward must return the tuple (Z1, A1, Y_hat)")
+            shapes = f"X {X.shape}, W1 {W1.shape}, W2 {W2.shape}"
+            for name, got, ref in (("Y_hat", result[2], Y_hat), ("Z1", result[0], Z1), ("A1", result[1], A1)):
+                check_array(fb, f"{name} (for {shapes})", got, ref, probes=probes,
+                            shape_hint="one row per example")
+        if hidden:
+            X, (W1, W2), (b1, b2) = cases[1]
+
+            def torch_forward(X, W1, b1, W2, b2):
+                Z1 = X @ W1.T + b1
+                A1 = Z1.sigmoid()
+                return Z1, A1, A1 @ W2.T + b2
+
+            check_against_torch(fb, "forward(X, W1, b1, W2, b2)", forward, torch_forward, [X, W1, b1, W2, b2])
+    fb.passed("Z1, A1 and Y_hat match nnkit's Linear → Sigmoid → Linear")
+
+
+def check_mse_grad(mse_grad: Callable, *, hidden: bool = False) -> None:
+    """∂L/∂Ŷ = (2/N)(Ŷ − Y) for L = (1/N) Σ_n ‖ŷ_n − y_n‖²."""
+    fb = Feedback("mse_grad", hidden=hidden)
+    rng = seeded(110)
+    sizes = [(4, 3)] + ([(5, 3), (1, 2), (6, 3)] if hidden else [])  # no N or d equal to 2: "factor of 2" is its own bug
+    for n, d in sizes:
+        Y_hat, Y = rng.normal(size=(n, d)), rng.normal(size=(n, d))
+        ref = ref_mse_grad(Y_hat, Y)
+        probes = [
+            Probe(MEAN_OVER_OUTPUTS, lambda: d > 1 and close(try_call(mse_grad, Y_hat, Y), ref / d),
+                  "this loss sums over the outputs and averages over the N examples only"),
+        ]
+        got = call(fb, mse_grad, Y_hat, Y, name="mse_grad(Y_hat, Y)", probes=probes)
+        check_array(fb, f"mse_grad for N={n} examples of {d} outputs", got, ref, probes=probes, batch_size=n)
+        if hidden and n > 1:
+            numeric = numerical_gradient(lambda yh: mse_loss(yh, Y), Y_hat.copy())
+            check_array(fb, "mse_grad against central differences of the loss", got, numeric, rtol=1e-6,
+                        atol=1e-8, probes=probes, batch_size=n)
+    if hidden:
+        Y_hat, Y = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+
+        def torch_grad(Y_hat, Y):
+            ((Y_hat - Y) ** 2).sum(dim=1).mean().backward()
+            return Y_hat.grad
+
+        check_against_torch(fb, "mse_grad(Y_hat, Y)", lambda a, b: mse_grad(a, b), torch_grad, [Y_hat, Y],
+                            requires_grad=True, batch_size=5)
+    fb.passed("∂L/∂Ŷ matches nnkit's MSELoss")
+
+
+def check_output_layer_grads(output_layer_grads: Callable, *, hidden: bool = False) -> None:
+    """(∂L/∂W², ∂L/∂b²) of the linear output layer: (∂L/∂Ŷ)ᵀ A1 and the column sums of ∂L/∂Ŷ."""
+    fb = Feedback("output_layer_grads", hidden=hidden)
+    rng = seeded(120)
+    sizes = [(1, 2, 2)] + ([(5, 4, 3), (3, 2, 5)] if hidden else [])
+    with reference_bindings(output_layer_grads, mse_grad=ref_mse_grad, sigmoid=ref_sigmoid):
+        for n, d1, d2 in sizes:
+            A1, Y_hat, Y = rng.uniform(size=(n, d1)), rng.normal(size=(n, d2)), rng.normal(size=(n, d2))
+            dW, db = ref_output_layer_grads(A1, Y_hat, Y)
+            result = call(fb, output_layer_grads, A1, Y_hat, Y, name="output_layer_grads(A1, Y_hat, Y)")
+            if not isinstance(result, (tuple, list)) or len(result) != 2:
+                fb.fail("wrong type", "output_layer_grads must return the tuple (dW2, db2)")
+            probes_b = [Probe(DB_NOT_SUMMED, lambda: np.shape(result[1]) == (n, d2),
+                              "∂L/∂b² has one entry per output: sum the rows of ∂L/∂Ŷ")]
+            check_array(fb, f"dW2 (A1 {A1.shape}, Y_hat {Y_hat.shape})", result[0], dW, batch_size=n,
+                        shape_hint="dW2 has the shape of W², (outputs, hidden units)")
+            check_array(fb, f"db2 (Y_hat {Y_hat.shape})", result[1], db, batch_size=n, probes=probes_b,
+                        shape_hint="db2 has the shape of b², (outputs,)")
+        if hidden:
+            n, d1, d2 = 4, 3, 2
+            A1, Y_hat, Y = rng.uniform(size=(n, d1)), rng.normal(size=(n, d2)), rng.normal(size=(n, d2))
+            W2, b2 = rng.normal(size=(d2, d1)), rng.normal(size=d2)
+            Y_hat = A1 @ W2.T + b2
+
+            def torch_grads(A1, Y_hat, Y):
+                import torch  # noqa: PLC0415
+
+                W = torch.tensor(W2, dtype=A1.dtype, device=A1.device, requires_grad=True)
+                b = torch.tensor(b2, dtype=A1.dtype, device=A1.device, requires_grad=True)
+                (((A1 @ W.T + b) - Y) ** 2).sum(dim=1).mean().backward()
+                return W.grad, b.grad
+
+            check_against_torch(fb, "output_layer_grads(A1, Y_hat, Y)", output_layer_grads, torch_grads,
+                                [A1, Y_hat, Y], batch_size=n)
+    fb.passed("dW2 and db2 match nnkit's Linear.backward")
+
+
+def check_gradient_step(gradient_step: Callable, *, hidden: bool = False) -> None:
+    """gradient_step(params, grads, lr) → [p − lr·g for each parameter]."""
+    fb = Feedback("gradient_step", hidden=hidden)
+    rng = seeded(130)
+    shapes = [(2, 1), (2,)] + ([(3, 4), (3,), (4, 2)] if hidden else [])
+    lrs = [0.1] + ([0.5, 0.01] if hidden else [])
+    for lr in lrs:
+        params = [rng.normal(size=s) for s in shapes]
+        grads = [rng.normal(size=s) for s in shapes]
+        ref = ref_gradient_step(params, grads, lr)
+
+        def first(*args):
+            out = try_call(gradient_step, *args)
+            return _item(out, 0)
+
+        probes = [
+            Probe(SIGN_FLIP, lambda: close(first(params, grads, lr), params[0] + lr * grads[0]),
+                  "gradient descent steps against the gradient: p − η ∂L/∂p (you climbed it)"),
+            Probe(LR_NOT_APPLIED, lambda: close(first(params, grads, lr), params[0] - grads[0]),
+                  "the step is the learning rate times the gradient"),
+        ]
+        result = call(fb, gradient_step, params, grads, lr, name="gradient_step(params, grads, lr)", probes=probes)
+        if result is None:
+            fb.fail("wrong type", "gradient_step returned None", hint="return the list of updated parameters")
+        if not isinstance(result, (list, tuple)) or len(result) != len(params):
+            fb.fail("wrong type", f"gradient_step must return a list of {len(params)} arrays, one per parameter")
+        for i, (got, want) in enumerate(zip(result, ref)):
+            check_array(fb, f"updated parameter {i} (lr={lr})", got, want, probes=probes)
+    fb.passed("the update matches nnkit.optim.SGD")
+
+
+# =============================================================================================
+# Problem set 3: backpropagation, the δ recursion
+# =============================================================================================
+def ref_mlp_forward(X, Ws, bs):
+    """Sigmoid MLP with nnkit; returns (Zs, As) with As[0] = X, Zs[ℓ−1] = z^ℓ, As[ℓ] = a^ℓ."""
+    nk = _nk()
+    Zs, As = [], [np.asarray(X, dtype=float)]
+    for W, b in zip(Ws, bs):
+        Z = _linear(W, b)(As[-1])
+        Zs.append(Z)
+        As.append(nk.Sigmoid()(Z))
+    return Zs, As
+
+
+def ref_mlp_backward(X, Y, Ws, bs):
+    """nnkit's Sequential of Linear/Sigmoid with the (1/N)Σ‖·‖² loss: (deltas, dWs, dbs)."""
+    nk = _nk()
+    layers = []
+    for W, b in zip(Ws, bs):
+        layers += [_linear(W, b), nk.Sigmoid()]
+    model = nk.Sequential(*layers)
+    out = model(np.asarray(X, dtype=float))
+    model.backward(ref_mse_grad(out, np.asarray(Y, dtype=float)))
+    linears = [m for m in model if isinstance(m, nk.Linear)]
+    deltas = [m.delta.copy() for m in linears]  # the upstream gradient of Linear ℓ is δ^ℓ = ∂L/∂z^ℓ
+    return deltas, [m.weight.grad.copy() for m in linears], [m.bias.grad.copy() for m in linears]
+
+
+def ref_delta_output(A_L, Z_L, Y):
+    return ref_mse_grad(A_L, Y) * ref_sigmoid_prime(Z_L)
+
+
+def ref_delta_hidden(delta_next, W_next, Z):
+    return (delta_next @ W_next) * ref_sigmoid_prime(Z)
+
+
+def ref_param_grads(delta, A_prev):
+    return delta.T @ A_prev, delta.sum(axis=0)
+
+
+_PS3_REFS = dict(sigmoid=ref_sigmoid, sigmoid_prime=ref_sigmoid_prime, mse_grad=ref_mse_grad,
+                 delta_output=ref_delta_output, delta_hidden=ref_delta_hidden, param_grads=ref_param_grads)
+
+
+def check_delta_output(delta_output: Callable, *, hidden: bool = False) -> None:
+    """δ^L = ∂L/∂a^L ⊙ σ′(z^L) = (2/N)(a^L − y) ⊙ σ′(z^L)."""
+    fb = Feedback("delta_output", hidden=hidden)
+    rng = seeded(301)
+    sizes = [(4, 3)] + ([(6, 2), (3, 5)] if hidden else [])
+    with reference_bindings(delta_output, **_PS3_REFS):
+        for n, d in sizes:
+            Z = rng.normal(scale=2.0, size=(n, d))
+            A, Y = ref_sigmoid(Z), rng.uniform(size=(n, d))
+            ref = ref_delta_output(A, Z, Y)
+            probes = [
+                Probe(MISSING_FPRIME, lambda: close(try_call(delta_output, A, Z, Y), ref_mse_grad(A, Y)),
+                      "δ^L = ∂L/∂a^L ⊙ σ′(z^L): multiply by σ′(z^L)"),
+                Probe(MEAN_OVER_OUTPUTS, lambda: close(try_call(delta_output, A, Z, Y), ref / d),
+                      "the loss sums over the outputs and averages over the N examples only"),
+            ]
+            got = call(fb, delta_output, A, Z, Y, name="delta_output(A_L, Z_L, Y)", probes=probes)
+            check_array(fb, f"δ^L for N={n}, {d} outputs", got, ref, probes=probes, batch_size=n,
+                        shape_hint="one row per example, like z^L")
+        if hidden:
+            Z = rng.normal(size=(5, 3))
+            Y = rng.uniform(size=(5, 3))
+
+            def torch_delta(Z, Y):
+                (((Z.sigmoid() - Y) ** 2).sum(dim=1).mean()).backward()
+                return Z.grad
+
+            check_against_torch(fb, "delta_output", lambda Z, Y: delta_output(ref_sigmoid(Z), Z, Y), torch_delta,
+                                [Z, Y], requires_grad=True, batch_size=5)
+    fb.passed("δ^L matches nnkit")
+
+
+def check_delta_hidden(delta_hidden: Callable, *, hidden: bool = False) -> None:
+    """δ^ℓ = (δ^{ℓ+1} W^{ℓ+1}) ⊙ σ′(z^ℓ) for a batch of rows."""
+    fb = Feedback("delta_hidden", hidden=hidden)
+    rng = seeded(302)
+    sizes = [(4, 3, 2)] + ([(5, 4, 3), (2, 6, 6)] if hidden else [])  # N, d_ℓ, d_{ℓ+1}
+    with reference_bindings(delta_hidden, **_PS3_REFS):
+        for n, d, d_next in sizes:
+            delta_next = rng.normal(size=(n, d_next))
+            W_next = rng.normal(size=(d_next, d))
+            Z = rng.normal(size=(n, d))
+            ref = ref_delta_hidden(delta_next, W_next, Z)
+            run = lambda W=W_next: try_call(delta_hidden, delta_next, W, Z)  # noqa: E731
+            probes = [
+                Probe(TRANSPOSED_W, lambda: close(run(np.ascontiguousarray(W_next.T)), ref)
+                      or (d == d_next and close(run(), (delta_next @ W_next.T) * ref_sigmoid_prime(Z))),
+                      "with examples as rows, δ^ℓ = (δ^{ℓ+1} @ W^{ℓ+1}) ⊙ σ′(z^ℓ); W^{ℓ+1} has shape (d_{ℓ+1}, d_ℓ)"),
+                Probe(MISSING_FPRIME, lambda: close(run(), delta_next @ W_next),
+                      "multiply by σ′(z^ℓ) after carrying δ^{ℓ+1} back through W^{ℓ+1}"),
+            ]
+            got = call(fb, delta_hidden, delta_next, W_next, Z, name="delta_hidden(delta_next, W_next, Z)",
+                       probes=probes)
+            check_array(fb, f"δ^ℓ (δ^ℓ⁺¹ {delta_next.shape}, W^ℓ⁺¹ {W_next.shape}, z^ℓ {Z.shape})", got, ref,
+                        probes=probes, shape_hint="δ^ℓ has the shape of z^ℓ")
+    fb.passed("δ^ℓ matches nnkit")
+
+
+def check_param_grads(param_grads: Callable, *, hidden: bool = False) -> None:
+    """∂L/∂W^ℓ = (δ^ℓ)ᵀ A^{ℓ−1} and ∂L/∂b^ℓ = Σ_rows δ^ℓ for a batch (δ already carries the 1/N)."""
+    fb = Feedback("param_grads", hidden=hidden)
+    rng = seeded(303)
+    sizes = [(4, 3, 2)] + ([(6, 5, 3), (3, 2, 4)] if hidden else [])  # N, d_{ℓ−1}, d_ℓ
+    with reference_bindings(param_grads, **_PS3_REFS):
+        for n, d_prev, d in sizes:
+            delta, A_prev = rng.normal(size=(n, d)), rng.uniform(size=(n, d_prev))
+            dW, db = ref_param_grads(delta, A_prev)
+            result = call(fb, param_grads, delta, A_prev, name="param_grads(delta, A_prev)")
+            if not isinstance(result, (tuple, list)) or len(result) != 2:
+                fb.fail("wrong type", "param_grads must return the tuple (dW, db)")
+            probes_b = [Probe(DB_NOT_SUMMED, lambda: np.shape(result[1]) == (n, d),
+                              "∂L/∂b^ℓ has one entry per unit: sum δ^ℓ over the rows (the examples)")]
+            check_array(fb, f"dW (δ {delta.shape}, A_prev {A_prev.shape})", result[0], dW, batch_size=n,
+                        shape_hint="dW has the shape of W, (d_ℓ, d_ℓ₋₁)")
+            check_array(fb, f"db (δ {delta.shape})", result[1], db, batch_size=n, probes=probes_b,
+                        shape_hint="db has the shape of b, (d_ℓ,)")
+    fb.passed("dW and db match nnkit's Linear.backward")
+
+
+def _mlp_case(seed: int, n: int, sizes: Sequence[int]):
+    rng = seeded(seed)
+    X, Ws, bs = _network(rng, n=n, sizes=tuple(sizes))
+    Y = rng.uniform(size=(n, sizes[-1]))
+    return X, Y, Ws, bs
+
+
+def check_backward(backward: Callable, *, hidden: bool = False) -> None:
+    """backward(X, Y, Ws, bs) → (deltas, dWs, dbs) of a sigmoid MLP, layer by layer."""
+    fb = Feedback("backward", hidden=hidden)
+    cases = [_mlp_case(310, 4, (3, 5, 4, 2))]
+    if hidden:
+        cases += [_mlp_case(311, 6, (4, 3, 3, 3, 2)), _mlp_case(312, 3, (2, 6, 1))]
+    with reference_bindings(backward, **_PS3_REFS):
+        for X, Y, Ws, bs in cases:
+            deltas, dWs, dbs = ref_mlp_backward(X, Y, Ws, bs)
+            L, n = len(Ws), X.shape[0]
+            Zs, As = ref_mlp_forward(X, Ws, bs)
+
+            def deltas_of(*args):
+                out = try_call(backward, *args)
+                return _item(out, 0)
+
+            def no_fprime_in_hidden():
+                got = deltas_of(X, Y, Ws, bs)
+                d = deltas[-1]
+                for ell in range(L - 2, -1, -1):
+                    d = d @ Ws[ell + 1]
+                    if not close(got[ell], d):
+                        return False
+                return True
+
+            probes = [
+                Probe(TRANSPOSED_W, lambda: all(
+                    close(g, e) for g, e in zip(deltas_of(X, Y, [np.ascontiguousarray(W.T) for W in Ws], bs)
+                                                [:-1] or [], deltas[:-1])) and L > 1,
+                      "δ^ℓ = (δ^{ℓ+1} @ W^{ℓ+1}) ⊙ σ′(z^ℓ) with examples as rows; W^{ℓ+1} has shape (d_{ℓ+1}, d_ℓ)"),
+                Probe(MISSING_FPRIME, no_fprime_in_hidden,
+                      "each hidden δ^ℓ needs the factor σ′(z^ℓ) after the product with W^{ℓ+1}"),
+            ]
+            result = call(fb, backward, X, Y, Ws, bs, name="backward(X, Y, Ws, bs)", probes=probes)
+            if not isinstance(result, (tuple, list)) or len(result) != 3:
+                fb.fail("wrong type", "backward must return the tuple (deltas, dWs, dbs) of three lists")
+            got_deltas, got_dWs, got_dbs = result
+            check_layers(fb, "δ", got_deltas, deltas, probes=probes, batch_size=n)
+            wrong_acts = [Probe(WRONG_ACTIVATIONS, lambda: L > 1 and all(
+                np.shape(got_dWs[ell]) == np.shape(deltas[ell].T @ As[ell + 1]) and
+                close(got_dWs[ell], deltas[ell].T @ As[ell + 1]) for ell in range(L - 1) if
+                np.shape(deltas[ell].T @ As[ell + 1]) == np.shape(dWs[ell])) and
+                not close(got_dWs[0], dWs[0]),
+                "∂L/∂W^ℓ = (δ^ℓ)ᵀ a^{ℓ−1}: use the activations of the layer *below*")]
+            check_layers(fb, "∂L/∂W", got_dWs, dWs, probes=wrong_acts, batch_size=n)
+            check_layers(fb, "∂L/∂b", got_dbs, dbs, batch_size=n)
+        if hidden:
+            X, Y, Ws, bs = cases[1]
+
+            def loss_of(W0):
+                Zs, As = ref_mlp_forward(X, [W0] + Ws[1:], bs)
+                return mse_loss(As[-1], Y)
+
+            got = call(fb, backward, X, Y, Ws, bs, name="backward(X, Y, Ws, bs)")[1][0]
+            numeric = numerical_gradient(loss_of, Ws[0].copy())
+            err = relative_error(got, numeric)
+            if err > 1e-6:
+                fb.fail("gradient check failed", f"∂L/∂W¹ differs from central differences by a relative error "
+                                                 f"of {err:.2g} (tolerance 1e-6)")
+
+            def torch_backward(X, Y, *params):
+                h = X
+                L = len(params) // 2
+                for ell in range(L):
+                    h = (h @ params[ell].T + params[L + ell]).sigmoid()
+                ((h - Y) ** 2).sum(dim=1).mean().backward()
+                return tuple(p.grad for p in params)
+
+            def student_grads(X, Y, *params):
+                L = len(params) // 2
+                _, dW, db = backward(X, Y, list(params[:L]), list(params[L:]))
+                return tuple(dW) + tuple(db)
+
+            check_against_torch(fb, "backward: ∂L/∂W and ∂L/∂b", student_grads, torch_backward,
+                                [X, Y, *Ws, *bs], requires_grad=True, batch_size=X.shape[0])
+    fb.passed("every δ^ℓ, ∂L/∂W^ℓ and ∂L/∂b^ℓ matches nnkit")
+
+
+def check_numerical_gradient(numerical_gradient_fn: Callable, *, hidden: bool = False) -> None:
+    """numerical_gradient(f, x, eps) by central differences; x must be left as it was."""
+    fb = Feedback("numerical_gradient", hidden=hidden)
+    rng = seeded(320)
+    A = rng.normal(size=(3, 3))
+
+    def f(x):
+        return float(np.sum(np.tanh(A @ x.reshape(3, -1))) + np.sum(x ** 3))
+
+    shapes = [(3,)] + ([(3, 2), (6,)] if hidden else [])
+    for shape in shapes:
+        x = rng.normal(size=shape)
+        x_before = x.copy()
+        eps = 1e-5
+        ref = numerical_gradient(f, x.copy(), eps)
+        exact_x = x.copy()
+
+        def forward_difference():
+            out = np.zeros_like(exact_x)
+            flat = exact_x.reshape(-1)
+            f0 = f(exact_x)
+            for i in range(flat.size):
+                old = flat[i]
+                flat[i] = old + eps
+                out.reshape(-1)[i] = (f(exact_x) - f0) / eps
+                flat[i] = old
+            return out
+
+        probes = [Probe(ONE_SIDED, lambda: close(try_call(numerical_gradient_fn, f, x.copy(), eps),
+                                                 forward_difference(), rtol=1e-9, atol=1e-12),
+                        "(f(x + ε) − f(x − ε)) / 2ε is accurate to O(ε²); (f(x + ε) − f(x)) / ε only to O(ε)")]
+        got = call(fb, numerical_gradient_fn, f, x, eps, name="numerical_gradient(f, x, eps)", copy_inputs=False)
+        if not np.array_equal(x, x_before):
+            fb.fail(INPUT_NOT_RESTORED, f"numerical_gradient changed x (shape {shape}) and left it changed",
+                    hint="put each x[i] back after evaluating f(x + ε e_i) and f(x − ε e_i)")
+        check_array(fb, f"numerical_gradient for x of shape {shape}", got, ref, rtol=1e-6, atol=1e-9,
+                    probes=probes, shape_hint="the gradient has the shape of x")
+    fb.passed("central differences match nnkit's")
+
+
+def check_train(train: Callable, *, hidden: bool = False, X=None, y=None, X_test=None, y_test=None) -> None:
+    """train(X, Y, Ws, bs, lr, epochs, batch_size, rng) → (Ws, bs, losses) learns the digits.
+
+    ``backward`` is bound to nnkit's reference while this runs, so only the loop is graded:
+    every minibatch of every epoch is used once, the parameters move against the gradient, and
+    the trained network classifies held-out digits well.
+    """
+    fb = Feedback("train", hidden=hidden)
+    nk = _nk()
+    if X is None:
+        X, y, X_test, y_test = digits_split()
+    Y = np.eye(10)[y]
+    calls = {"n": 0}
+
+    def counted_backward(Xb, Yb, Ws, bs):
+        calls["n"] += 1
+        return ref_mlp_backward(Xb, Yb, Ws, bs)
+
+    rng = seeded(330)
+    sizes = (X.shape[1], 32, 10)
+    _, Ws, bs = _network(rng, n=1, sizes=sizes, scale=0.3)
+    epochs, batch_size, lr = (3, 20, 2.0)
+    Ws0 = [W.copy() for W in Ws]
+    with reference_bindings(train, backward=counted_backward, forward_mlp=lambda X, Ws, bs: ref_mlp_forward(X, Ws, bs),
+                            **_PS3_REFS):
+        result = call(fb, train, X, Y, Ws, bs, lr, epochs, batch_size, seeded(331),
+                      name="train(X, Y, Ws, bs, lr, epochs, batch_size, rng)")
+    if not isinstance(result, (tuple, list)) or len(result) != 3:
+        fb.fail("wrong type", "train must return the tuple (Ws, bs, losses)")
+    Ws_t, bs_t, losses = result
+    expected_calls = epochs * -(-X.shape[0] // batch_size)
+    if calls["n"] != expected_calls:
+        fb.fail(NOT_EVERY_BATCH, f"backward was called {calls['n']} times for {epochs} epochs of "
+                                 f"{X.shape[0]} examples in minibatches of {batch_size}; expected {expected_calls}",
+                hint="each epoch visits every minibatch exactly once")
+    losses = as_array(fb, "losses", losses)
+    if losses.shape != (epochs,):
+        fb.fail("wrong shape", f"losses should hold one mean training loss per epoch, shape ({epochs},), "
+                               f"got {tuple(losses.shape)}")
+    if not np.all(np.isfinite(losses)) or not losses[-1] < losses[0]:
+        moved_up = np.all(np.isfinite(losses)) and losses[-1] > losses[0]
+        fb.fail("training did not reduce the loss", f"loss per epoch went from {losses[0]:.3g} to {losses[-1]:.3g}",
+                likely=SIGN_FLIP if moved_up else None,
+                hint="update with p − lr·∂L/∂p" if moved_up else "check the update of every W and b")
+    if all(np.array_equal(a, b) for a, b in zip(Ws_t, Ws0)):
+        fb.fail("parameters unchanged", "train returned the initial weights")
+    Zs, As = ref_mlp_forward(X_test, list(Ws_t), list(bs_t))
+    acc = float(np.mean(As[-1].argmax(axis=1) == y_test))
+    threshold = 0.85
+    if acc < threshold:
+        fb.fail("low accuracy", f"the trained network classifies {acc:.1%} of the held-out digits correctly; "
+                                f"a correct loop reaches well above {threshold:.0%} with these settings")
+    fb.passed(f"held-out accuracy {acc:.1%}")
+
+
+def digits_split(seed: int = 332, n_train: int = 1200):
+    """The shipped digits (pixels in [0, 1]) shuffled with a fixed seed: (X_train, y_train, X_test, y_test)."""
+    X, y = _nk().data.load_digits()
+    order = seeded(seed).permutation(len(X))
+    X, y = X[order], y[order]
+    return X[:n_train], y[:n_train], X[n_train:], y[n_train:]
+
+
+__all__ = [name for name in dir() if name.startswith("check_")] + ["digits_split", "mse_loss", "ref_mlp_forward"]
+_ = (BATCH_FACTOR, TRANSPOSED, UNSTABLE, sup)
