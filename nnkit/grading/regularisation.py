@@ -1,0 +1,581 @@
+"""Checks for problem set 5, *regularisation and robustness*.
+
+==================== ====================================================== ==========================
+question (grade_id)  what the student writes                                reference
+==================== ====================================================== ==========================
+``sgd_momentum``      ``sgd_momentum_step(theta, grad, v, lr, momentum)``    ``nk.optim.SGD``, torch.optim.SGD
+``l2_penalty``        ``l2_penalty(model, lam)``: λ/2 Σ‖W‖², adds λW to      ``nk.optim.SGD(weight_decay=λ)``,
+                      each weight's gradient, spares the biases              torch.autograd
+``dropout``           ``Dropout(p)``: forward and backward, p = drop prob.   ``nk.Dropout``, torch dropout
+``early_stopping``    ``EarlyStopping(patience)``: ``step(val_loss)``        ``nk.train.fit(patience=...)``
+``fgsm``              ``fgsm(model, loss_fn, x, y, epsilon)``                ``nk.attacks.fgsm``, torch
+==================== ====================================================== ==========================
+
+Dropout is random, so its check is statistical (fixed seeds, tolerances far wider than the
+sampling noise) plus exact where randomness plays no part: the backward pass must multiply by
+the very mask the forward pass drew.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .core import (
+    DROPOUT_MASK_NOT_REUSED,
+    DROPOUT_NOT_RESCALED,
+    SIGN_FLIP,
+    WRONG_SHAPE,
+    WRONG_TYPE,
+    WRONG_VALUES,
+    Feedback,
+    Probe,
+    as_array,
+    available_devices,
+    call,
+    check_against_torch,
+    check_array,
+    close,
+    quiet,
+    seeded,
+    try_call,
+)
+
+__all__ = [
+    "check_sgd_momentum", "check_l2_penalty", "check_dropout", "check_early_stopping", "check_fgsm",
+    "MOMENTUM_SIGN", "NO_MOMENTUM", "DECAYS_BIASES", "REPLACES_GRADIENT", "P_AS_KEEP", "EVAL_NOT_IDENTITY",
+    "OFF_BY_ONE", "LAST_NOT_BEST", "FGSM_NOT_SIGN", "NOT_CLIPPED", "TRAINING_MODE",
+]
+
+MOMENTUM_SIGN = "momentum sign"
+NO_MOMENTUM = "momentum not used"
+DECAYS_BIASES = "decaying biases"
+REPLACES_GRADIENT = "replaces the gradient instead of adding to it"
+P_AS_KEEP = "p used as the keep probability"
+EVAL_NOT_IDENTITY = "not the identity in eval mode"
+OFF_BY_ONE = "off by one"
+LAST_NOT_BEST = "compared with the last loss, not the best"
+NO_RESET = "counter never reset"
+FGSM_NOT_SIGN = "the gradient instead of its sign"
+NOT_CLIPPED = "not clipped"
+TRAINING_MODE = "gradient taken in training mode"
+
+
+# --------------------------------------------------------------------------------------------
+# SGD with momentum
+# --------------------------------------------------------------------------------------------
+def _quadratic(d: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A, b, θ₀ of f(θ) = ½ θᵀAθ − bᵀθ (A symmetric positive definite): ∇f = Aθ − b."""
+    rng = seeded(seed)
+    Q = rng.normal(size=(d, d))
+    A = Q @ Q.T / d + np.eye(d)
+    return A, rng.normal(size=d), rng.normal(size=d)
+
+
+def _trajectory(step: Callable, A, b, theta0, lr: float, momentum: float, steps: int) -> np.ndarray:
+    """θ after each of ``steps`` calls θ, v = step(θ, ∇f(θ), v, lr, momentum), starting from v = 0."""
+    theta, v = np.array(theta0, dtype=float), np.zeros_like(theta0, dtype=float)
+    out = []
+    for _ in range(steps):
+        grad = A @ theta - b
+        result = step(theta.copy(), grad, v.copy(), lr, momentum)
+        if not isinstance(result, (tuple, list)) or len(result) != 2:
+            raise TypeError(f"sgd_momentum_step must return the pair (theta, velocity), got {type(result).__name__}")
+        theta, v = (np.asarray(r, dtype=float) for r in result)
+        out.append(theta)
+    return np.array(out)
+
+
+def _nnkit_trajectory(A, b, theta0, lr, momentum, steps) -> np.ndarray:
+    """The same run with ``nk.optim.SGD`` (PyTorch's rule: v ← μv + g, θ ← θ − ηv)."""
+    import nnkit as nk  # noqa: PLC0415
+
+    p = nk.Parameter(np.array(theta0, dtype=float))
+    opt = nk.optim.SGD([p], lr=lr, momentum=momentum)
+    out = []
+    for _ in range(steps):
+        opt.zero_grad()
+        p.grad += A @ p.data - b
+        opt.step()
+        out.append(p.data.copy())
+    return np.array(out)
+
+
+def _torch_trajectory(lr, momentum, steps):
+    def run(A, b, theta0):
+        import torch  # noqa: PLC0415
+
+        theta = theta0.detach().clone().requires_grad_(True)
+        opt = torch.optim.SGD([theta], lr=lr, momentum=momentum)
+        out = []
+        for _ in range(steps):
+            opt.zero_grad()
+            (0.5 * theta @ A @ theta - b @ theta).backward()
+            opt.step()
+            out.append(theta.detach().clone())
+        return torch.stack(out)
+
+    return run
+
+
+def _buggy_steps() -> dict[str, tuple[Callable, str]]:
+    def sign_v(theta, g, v, lr, mu):
+        v = mu * v - g
+        return theta - lr * v, v
+
+    def sign_g(theta, g, v, lr, mu):
+        v = g - mu * v
+        return theta - lr * v, v
+
+    def no_momentum(theta, g, v, lr, mu):
+        return theta - lr * g, v
+
+    def ascent(theta, g, v, lr, mu):
+        v = mu * v + g
+        return theta + lr * v, v
+
+    return {
+        "sign_v": (sign_v, "v ← μv − g flips the sign of the new gradient relative to the old velocity; PyTorch's "
+                           "rule is v ← μv + g, then θ ← θ − ηv"),
+        "sign_g": (sign_g, "the old velocity must be *added*: v ← μv + g, not g − μv"),
+        "no_momentum": (no_momentum, "the step uses the gradient alone: θ ← θ − ηv with v ← μv + g"),
+        "ascent": (ascent, "θ must move *against* the velocity: θ ← θ − ηv"),
+    }
+
+
+def check_sgd_momentum(sgd_momentum_step: Callable, *, hidden: bool = False) -> None:
+    """``sgd_momentum_step(theta, grad, velocity, lr, momentum)`` → (new theta, new velocity), PyTorch's rule."""
+    __tracebackhide__ = True
+    fb = Feedback("sgd_momentum", hidden=hidden)
+    runs = [(4, 0.1, 0.9, 8, 51)] if not hidden else [(6, 0.05, 0.9, 25, 52), (3, 0.2, 0.5, 10, 53),
+                                                       (5, 0.1, 0.0, 5, 54)]
+    bugs = _buggy_steps()
+    for d, lr, mu, steps, seed in runs:
+        A, b, theta0 = _quadratic(d, seed)
+
+        def student(A_, b_, t0_, lr=lr, mu=mu, steps=steps):
+            return _trajectory(sgd_momentum_step, A_, b_, t0_, lr, mu, steps)
+
+        def like(name, A=A, b=b, theta0=theta0, lr=lr, mu=mu, steps=steps):
+            return lambda: mu > 0 and close(try_call(_trajectory, sgd_momentum_step, A, b, theta0, lr, mu, steps),
+                                            _trajectory(bugs[name][0], A, b, theta0, lr, mu, steps))
+
+        probes = [Probe(MOMENTUM_SIGN, like("sign_v"), bugs["sign_v"][1]),
+                  Probe(MOMENTUM_SIGN, like("sign_g"), bugs["sign_g"][1]),
+                  Probe(NO_MOMENTUM, like("no_momentum"), bugs["no_momentum"][1]),
+                  Probe(SIGN_FLIP, like("ascent"), bugs["ascent"][1])]
+        label = f"θ after each of {steps} steps (lr = {lr}, momentum = {mu}, θ of length {d})"
+        got = call(fb, student, A, b, theta0, name="sgd_momentum_step(theta, grad, velocity, lr, momentum)")
+        check_array(fb, label, got, _nnkit_trajectory(A, b, theta0, lr, mu, steps), probes=probes,
+                    shape_hint="one row per step", relations=False)
+        check_against_torch(fb, f"{label}, against torch.optim.SGD", student, _torch_trajectory(lr, mu, steps),
+                            [A, b, theta0], probes=probes)
+    fb.passed("momentum SGD follows torch.optim.SGD step for step")
+
+
+# --------------------------------------------------------------------------------------------
+# L2 weight decay that spares the biases
+# --------------------------------------------------------------------------------------------
+def _l2_model(seed: int, hidden: bool):
+    import nnkit as nk  # noqa: PLC0415
+
+    rng = seeded(seed)
+    if hidden:
+        model = nk.Sequential(nk.Linear(5, 7, rng=rng), nk.Tanh(), nk.Linear(7, 4, bias=False, rng=rng), nk.ReLU(),
+                              nk.Linear(4, 3, rng=rng))
+    else:
+        model = nk.Sequential(nk.Linear(4, 3, rng=rng), nk.ReLU(), nk.Linear(3, 2, rng=rng))
+    for p in model.parameters():
+        p.grad = rng.normal(size=p.shape)  # gradients of the data loss, already computed
+    return model
+
+
+def _run_l2(fn: Callable, model, lam: float):
+    """(penalty, [grads after]) from the student's l2_penalty on a copy of ``model``."""
+    import copy  # noqa: PLC0415
+
+    m = copy.deepcopy(model)
+    with quiet():
+        penalty = fn(m, lam)
+    return penalty, [p.grad.copy() for p in m.parameters()]
+
+
+def check_l2_penalty(l2_penalty: Callable, *, hidden: bool = False) -> None:
+    """``l2_penalty(model, lam)`` returns λ/2 Σ_W ‖W‖² over the weights (not the biases) and adds λW to W.grad."""
+    __tracebackhide__ = True
+    import nnkit as nk  # noqa: PLC0415
+
+    fb = Feedback("l2_penalty", hidden=hidden)
+    for seed, lam in ((61, 0.1),) if not hidden else ((62, 0.01), (63, 0.5)):
+        model = _l2_model(seed, hidden)
+        params = list(model.named_parameters())
+        weights = [p for _, p in params if p.data.ndim > 1]
+        # reference: nnkit's SGD adds weight_decay·θ to the gradient of weights only (lr = 1, one step)
+        expected_grads = []
+        for _, p in params:
+            q = nk.Parameter(p.data)
+            q.grad = p.grad.copy()
+            before = q.data.copy()
+            nk.optim.SGD([q], lr=1.0, weight_decay=lam).step()
+            expected_grads.append(before - q.data)  # θ − θ' = lr · (g + λθ) for decayed parameters
+        expected_penalty = 0.5 * lam * sum(float(np.sum(p.data ** 2)) for p in weights)
+        all_penalty = 0.5 * lam * sum(float(np.sum(p.data ** 2)) for _, p in params)
+        grads0 = [p.grad for _, p in params]
+
+        def grads_like(target) -> Callable[[], bool]:
+            def test():
+                result = try_call(_run_l2, l2_penalty, model, lam)
+                return result is not None and all(close(g, t) for g, t in zip(result[1], target))
+            return test
+
+        decayed_all = [g + lam * p.data for g, (_, p) in zip(grads0, params)]
+        probes = [
+            Probe(DECAYS_BIASES, grads_like(decayed_all),
+                  "the biases were decayed too: L2 regularisation leaves them alone (the notes: \"don't regularise "
+                  "bias terms\"); decay only parameters with more than one dimension"),
+            Probe(REPLACES_GRADIENT, grads_like([lam * p.data if p.data.ndim > 1 else g for g, (_, p) in
+                                                 zip(grads0, params)]),
+                  "W.grad already holds the data loss's gradient: add λW to it (+=)"),
+            Probe("factor of 2", grads_like([g + 2 * lam * p.data if p.data.ndim > 1 else g for g, (_, p) in
+                                             zip(grads0, params)]),
+                  "the penalty is (λ/2)‖W‖², whose gradient is λW, not 2λW"),
+            Probe(SIGN_FLIP, grads_like([g - lam * p.data if p.data.ndim > 1 else g for g, (_, p) in
+                                         zip(grads0, params)]),
+                  "the penalty's gradient +λW is *added*: the update then shrinks the weights"),
+        ]
+        result = call(fb, _run_l2, l2_penalty, model, lam, name="l2_penalty(model, lam)", copy_inputs=False)
+        penalty, grads = result
+        if penalty is None or np.ndim(penalty) != 0:
+            fb.fail(WRONG_TYPE, f"l2_penalty(model, lam) must return the penalty as one number, got "
+                                f"{type(penalty).__name__}", hint="return 0.5 * lam * (sum of the squared weights)")
+        names = ", ".join(n for n, _ in params)
+        for (name, _), got, exp in zip(params, grads, expected_grads):
+            check_array(fb, f"{name}.grad after l2_penalty(model, lam={lam}) (parameters: {names})", got, exp,
+                        probes=probes, relations=False)
+        check_array(fb, f"the penalty returned by l2_penalty(model, lam={lam})", float(penalty), expected_penalty,
+                    probes=[Probe(DECAYS_BIASES, lambda: close(penalty, all_penalty),
+                                  "the penalty includes the biases: sum over the weights only"),
+                            Probe("factor of 2", lambda: close(penalty, 2 * expected_penalty),
+                                  "the penalty is (λ/2) Σ‖W‖², with the ½")], relations=False)
+
+        def student(*arrays, model=model, lam=lam):
+            m = _l2_model(seed, hidden)
+            for (_, p), arr in zip(m.named_parameters(), arrays):
+                p.data = np.asarray(arr, dtype=float).copy()
+            for p, g in zip(m.parameters(), grads0):
+                p.grad = g.copy()
+            pen, gs = _run_l2(l2_penalty, m, lam)
+            return (np.asarray(pen, dtype=float),) + tuple(gs)
+
+        def torch_fn(*tensors, lam=lam):
+            import torch  # noqa: PLC0415
+
+            penalty = sum(0.5 * lam * (t * t).sum() for t in tensors if t.dim() > 1)
+            penalty.backward()
+            grads = [torch.as_tensor(g, dtype=t.dtype, device=t.device)
+                     + (t.grad if t.grad is not None else torch.zeros_like(t)) for g, t in zip(grads0, tensors)]
+            return (penalty.detach(),) + tuple(grads)
+
+        check_against_torch(fb, f"[penalty, {names} gradients] of l2_penalty", student, torch_fn,
+                            [p.data for _, p in params], requires_grad=True, probes=probes)
+    fb.passed("L2 penalty and gradient, biases spared")
+
+
+# --------------------------------------------------------------------------------------------
+# Dropout
+# --------------------------------------------------------------------------------------------
+def _dropout_run(cls, p: float, x: np.ndarray, g: np.ndarray, seed: int, training: bool = True):
+    """(out, dx) of a fresh ``cls(p, rng=seed)`` in train or eval mode."""
+    layer = cls(p, rng=seed)
+    if not training:
+        layer.eval()
+    with quiet():
+        out = layer.forward(x.copy())
+        dx = layer.backward(g.copy())
+    return out, dx
+
+
+def _stats(out: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """[fraction of units dropped, mean scale of the kept units]: what dropout's definition fixes."""
+    kept = out != 0
+    scale = float(np.mean(out[kept] / x[kept])) if np.any(kept) else 0.0
+    return np.array([1.0 - float(np.mean(kept)), scale])
+
+
+def _torch_dropout_stats(p: float):
+    def run(x):
+        import torch  # noqa: PLC0415
+
+        gen_state = torch.random.get_rng_state()
+        torch.manual_seed(0)
+        try:
+            out = torch.nn.functional.dropout(x, p=p, training=True)
+        finally:
+            torch.random.set_rng_state(gen_state)
+        kept = out != 0
+        return torch.stack([1.0 - kept.to(x.dtype).mean(), (out[kept] / x[kept]).mean()])
+
+    return run
+
+
+def check_dropout(Dropout, *, hidden: bool = False) -> None:
+    """``Dropout(p, rng=...)``: inverted dropout with p = drop probability (PyTorch's meaning).
+
+    Training: drop each unit with probability p, scale the kept ones by 1/(1 − p); backward
+    multiplies by the same mask. Eval mode: the identity, forward and backward.
+    """
+    __tracebackhide__ = True
+    import nnkit as nk  # noqa: PLC0415
+
+    fb = Feedback("dropout", hidden=hidden)
+    if not isinstance(Dropout, type) or not issubclass(Dropout, nk.Module):
+        fb.fail(WRONG_TYPE, f"Dropout must be a class derived from nk.Module, got {type(Dropout).__name__}")
+    rng = seeded(71)
+    shape = (200, 300) if not hidden else (400, 250)
+    x = rng.uniform(0.5, 2.0, shape)  # no zeros: out / x recovers the mask
+    g = rng.normal(size=shape)
+    n = x.size
+    for p in ((0.2, 0.5) if not hidden else (0.1, 0.3, 0.75)):
+        noise = 6 * np.sqrt(p * (1 - p) / n) + 1e-3  # 6 standard deviations of the drop fraction
+        out, dx = call(fb, _dropout_run, Dropout, p, x, g, 72, name=f"Dropout({p}).forward / .backward")
+        label = f"Dropout(p={p}) in training mode on an input of shape {shape}"
+        out, dx = as_array(fb, f"{label}: forward(x)", out), as_array(fb, f"{label}: backward(grad)", dx)
+        for what, arr in (("forward(x)", out), ("backward(grad)", dx)):
+            if arr.shape != x.shape:
+                fb.fail(WRONG_SHAPE, f"{label}: {what} should have shape {x.shape}, got {arr.shape}",
+                        hint="dropout works elementwise: the output has the input's shape")
+        dropped, scale = _stats(out, x)
+        if abs(dropped - p) > noise:
+            if abs(dropped - (1 - p)) <= noise:
+                fb.fail(WRONG_VALUES, f"{label} dropped {dropped:.1%} of the units, expected about {p:.0%}",
+                        likely=P_AS_KEEP, hint=f"PyTorch's p is the probability of *dropping* a unit: keep it "
+                                               f"with probability 1 − p = {1 - p:g}")
+            fb.fail(WRONG_VALUES, f"{label} dropped {dropped:.1%} of the units, expected about {p:.0%} "
+                                  f"(± {noise:.1%})")
+        if not np.isclose(scale, 1.0 / (1.0 - p), rtol=1e-9):
+            hint = ("the kept units are not scaled: inverted dropout multiplies them by 1/(1 − p) so that the "
+                    "expected output equals the input" if np.isclose(scale, 1.0) else
+                    f"the kept units are scaled by {scale:.4g}; inverted dropout uses 1/(1 − p) = {1 / (1 - p):.4g}")
+            fb.fail(WRONG_VALUES, f"{label}: the kept units are the input times {scale:.4g}",
+                    likely=DROPOUT_NOT_RESCALED, hint=hint)
+        mask = out / x
+        expected_dx = g * mask
+        backward_probes = [
+            Probe(DROPOUT_MASK_NOT_REUSED, lambda: not np.array_equal(dx != 0, mask != 0),
+                  "backward must multiply by the mask the forward pass drew (store it in forward); "
+                  "a new random mask sends gradients to units that were dropped"),
+            Probe(DROPOUT_NOT_RESCALED, lambda: close(dx, g * (mask != 0)),
+                  "backward must use the same scaled mask as forward: ∂out/∂x = mask/(1 − p) on kept units"),
+        ]
+        check_array(fb, f"{label}: backward(grad)", dx, expected_dx, probes=backward_probes, relations=False)
+        # the reference's and PyTorch's statistics (the masks themselves are random)
+        ref_out, _ = _dropout_run(nk.Dropout, p, x, g, 72)
+        check_array(fb, f"{label}: [fraction dropped, scale of the kept units] against nk.Dropout",
+                    _stats(out, x), _stats(np.asarray(ref_out), x), atol=noise, rtol=1e-9, relations=False)
+        check_against_torch(fb, f"{label}: [fraction dropped, scale of the kept units]",
+                            lambda xx: _stats(np.asarray(_dropout_run(Dropout, p, xx, g.astype(xx.dtype), 72)[0],
+                                                         dtype=float), np.asarray(xx, dtype=float)),
+                            _torch_dropout_stats(p), [x], tolerances={"cpu": (1e-7, noise), "cuda": (1e-4, noise)})
+        # eval mode: the identity
+        out_e, dx_e = call(fb, _dropout_run, Dropout, p, x, g, 73, False, name=f"Dropout({p}).eval() forward/backward")
+        out_e, dx_e = as_array(fb, "forward(x) in eval mode", out_e), as_array(fb, "backward(grad) in eval mode", dx_e)
+        eval_probe = [Probe(EVAL_NOT_IDENTITY, lambda: True,
+                            "in eval mode (self.training is False) dropout does nothing: return x, and grad unchanged")]
+        check_array(fb, f"Dropout(p={p}) in eval mode: output", out_e, x, probes=eval_probe, relations=False)
+        check_array(fb, f"Dropout(p={p}) in eval mode: backward(grad)", dx_e, g, probes=eval_probe, relations=False)
+    fb.passed("drop probability, scaling, the same mask in backward, identity in eval mode")
+
+
+# --------------------------------------------------------------------------------------------
+# Early stopping
+# --------------------------------------------------------------------------------------------
+def _fit_oracle(val_losses, patience: int, min_delta: float = 0.0) -> np.ndarray:
+    """[epoch at which to stop (−1: never), best epoch] from ``nk.train.fit`` itself.
+
+    A one-weight model is trained on one example while a scripted loss reports ``val_losses[e]``
+    as the validation loss of epoch e: fit's own early-stopping logic decides.
+    """
+    import nnkit as nk  # noqa: PLC0415
+
+    model = nk.Sequential(nk.Linear(1, 1, rng=0))
+    epoch = {"e": 0}
+
+    class Scripted(nk.MSELoss):
+        def forward(self, pred, target):
+            value = super().forward(pred, target)
+            return value if model.training else float(val_losses[epoch["e"]])
+
+    def tick(e, history, m):
+        epoch["e"] = e + 1
+
+    X = np.zeros((1, 1))
+    history = nk.train.fit(model, Scripted(), nk.optim.SGD(model.parameters(), lr=1e-3), train=(X, X), val=(X, X),
+                           epochs=len(val_losses), batch_size=1, rng=0, patience=patience, progress=False,
+                           metric=None, min_delta=min_delta, callback=tick)
+    stop = -1 if history.stopped_epoch is None else history.stopped_epoch
+    return np.array([stop, history.best_epoch], dtype=float)
+
+
+def _run_stopper(EarlyStopping, val_losses, patience: int) -> np.ndarray:
+    stopper = EarlyStopping(patience)
+    stop = -1
+    with quiet():
+        for e, v in enumerate(val_losses):
+            if stopper.step(float(v)):
+                stop = e
+                break
+    return np.array([stop, getattr(stopper, "best_epoch")], dtype=float)
+
+
+class _LastNotBest:
+    def __init__(self, patience):
+        self.patience, self.last, self.waited, self.best_epoch, self.epoch = patience, np.inf, 0, None, -1
+
+    def step(self, v):
+        self.epoch += 1
+        if v < self.last:
+            self.waited, self.best_epoch = 0, self.epoch
+        else:
+            self.waited += 1
+        self.last = v
+        return self.waited >= self.patience
+
+
+class _NoReset(_LastNotBest):
+    def step(self, v):
+        self.epoch += 1
+        if v < self.last:
+            self.last, self.best_epoch = v, self.epoch
+        else:
+            self.waited += 1
+        return self.waited >= self.patience
+
+
+def check_early_stopping(EarlyStopping, *, hidden: bool = False) -> None:
+    """``EarlyStopping(patience)``: ``step(val_loss)`` is True once the validation loss has not improved
+    for ``patience`` epochs in a row; ``best_epoch`` is the (0-based) epoch of the lowest loss so far.
+    The same rule as ``nk.train.fit(..., patience=...)``."""
+    __tracebackhide__ = True
+    fb = Feedback("early_stopping", hidden=hidden)
+    if hidden:
+        rng = seeded(81)
+        sequences = [(1.0 + 0.3 * np.cos(np.arange(20) / 2.0) + 0.02 * rng.normal(size=20), 3),
+                     (np.array([3.0, 2.0, 2.0, 2.0, 1.5, 1.6, 1.7, 1.8]), 2),
+                     (np.linspace(2.0, 1.0, 10), 2),
+                     (np.array([1.0, 1.1, 0.9, 1.2, 1.3, 0.8, 0.95, 0.96, 0.97, 0.98]), 3)]
+    else:
+        sequences = [(np.array([1.0, 0.8, 0.7, 0.75, 0.72, 0.71, 0.9, 1.0]), 3),
+                     (np.array([0.9, 0.8, 0.85, 0.7, 0.75, 0.8, 0.6]), 2)]
+    for losses, patience in sequences:
+        expected = _fit_oracle(losses, patience)
+        shown = fb.values(f" {np.round(losses, 3).tolist()}")
+        label = (f"[epoch at which step() first returns True (−1: never), best_epoch] for patience = {patience} "
+                 f"and the validation losses{shown or f' of a {len(losses)}-epoch run'}")
+
+        def like(cls) -> Callable[[], bool]:
+            return lambda: close(try_call(_run_stopper, EarlyStopping, losses, patience),
+                                 _run_stopper(cls, losses, patience))
+
+        probes = [
+            Probe(OFF_BY_ONE, lambda: close(try_call(_run_stopper, EarlyStopping, losses, patience),
+                                            _fit_oracle(losses, patience + 1)) and expected[0] >= 0,
+                  "stopped one epoch late: stop as soon as `patience` epochs in a row brought no improvement "
+                  "(counter >= patience)"),
+            Probe(OFF_BY_ONE, lambda: patience > 1 and close(try_call(_run_stopper, EarlyStopping, losses, patience),
+                                                             _fit_oracle(losses, patience - 1)),
+                  "stopped one epoch early: `patience` epochs without improvement are allowed before stopping"),
+            Probe(LAST_NOT_BEST, like(_LastNotBest),
+                  "an epoch improves on the *best* loss so far, not on the previous epoch's loss"),
+            Probe(NO_RESET, like(_NoReset), "reset the count of epochs without improvement when the loss improves"),
+        ]
+        got = call(fb, _run_stopper, EarlyStopping, losses, patience, name="EarlyStopping(patience).step(val_loss)")
+        check_array(fb, label, got, expected, probes=probes, relations=False)
+    fb.passed("the same stopping epoch and best epoch as nk.train.fit")
+
+
+# --------------------------------------------------------------------------------------------
+# FGSM
+# --------------------------------------------------------------------------------------------
+def _fgsm_setup(seed: int, hidden: bool):
+    import nnkit as nk  # noqa: PLC0415
+
+    X, y = nk.data.load_digits()
+    rng = seeded(seed)
+    idx = rng.choice(len(X), 16 if not hidden else 40, replace=False)
+    model = nk.Sequential(nk.Linear(64, 24, rng=rng), nk.ReLU(), nk.Dropout(0.5, rng=rng), nk.Linear(24, 10, rng=rng))
+    return model, nk.CrossEntropyLoss(), X[idx], y[idx]
+
+
+def _input_grad_torch(model, loss_fn, x, y, device, dtype):
+    import nnkit as nk  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    twin = nk.parity.to_torch(model, dtype=dtype, device=device).eval()
+    xt = torch.tensor(x, dtype=dtype, device=device, requires_grad=True)
+    crit = nk.parity.torch_loss(loss_fn)
+    crit(twin(xt), torch.tensor(y, device=device).long()).backward()
+    return xt.grad.detach().to("cpu").double().numpy()
+
+
+def _right_without_dropout(fgsm: Callable, model, loss_fn, x, y, eps) -> bool:
+    import copy  # noqa: PLC0415
+
+    import nnkit as nk  # noqa: PLC0415
+
+    layers = [m for m in model if not isinstance(m, nk.Dropout)]
+    if len(layers) == len(model):
+        return False
+    plain = nk.Sequential(*copy.deepcopy(layers))
+    got = try_call(fgsm, copy.deepcopy(plain).train(), copy.deepcopy(loss_fn), x, y, eps)
+    return close(got, nk.attacks.fgsm(plain, loss_fn, x, y, eps))
+
+
+def check_fgsm(fgsm: Callable, *, hidden: bool = False) -> None:
+    """``fgsm(model, loss_fn, x, y, epsilon)`` = clip(x + ε·sign(∇ₓL), 0, 1), the gradient taken in eval mode."""
+    __tracebackhide__ = True
+    import copy  # noqa: PLC0415
+
+    import torch  # noqa: PLC0415
+
+    import nnkit as nk  # noqa: PLC0415
+
+    fb = Feedback("fgsm", hidden=hidden)
+    model, loss_fn, x, y = _fgsm_setup(91 if not hidden else 92, hidden)
+    for eps in ((0.1,) if not hidden else (0.05, 0.25)):
+        def student(xx, model=model, eps=eps):
+            m = copy.deepcopy(model)
+            m.train()  # the attack must switch dropout off itself
+            return fgsm(m, copy.deepcopy(loss_fn), xx, y.copy(), eps)
+
+        expected = nk.attacks.fgsm(copy.deepcopy(model), loss_fn, x, y, eps)
+        dx = nk.attacks.input_gradient(copy.deepcopy(model), loss_fn, x, y)
+
+        def like(target) -> Callable[[], bool]:
+            return lambda: close(try_call(student, x), target)
+
+        probes = [
+            Probe(FGSM_NOT_SIGN, like(np.clip(x + eps * dx, 0, 1)),
+                  "FGSM steps by ε·sign(∇ₓL): every pixel moves by exactly ε, whatever the size of its gradient"),
+            Probe(SIGN_FLIP, like(np.clip(x - eps * np.sign(dx), 0, 1)),
+                  "x − ε·sign(∇ₓL) *lowers* the loss; the attack adds ε·sign(∇ₓL) to raise it"),
+            Probe(NOT_CLIPPED, like(x + eps * np.sign(dx)),
+                  "pixels lie in [0, 1]: clip the result (np.clip) so the adversarial image is a valid image"),
+            Probe(TRAINING_MODE, lambda: _right_without_dropout(fgsm, model, loss_fn, x, y, eps),
+                  "right on the model without its Dropout layer, wrong with it: the gradient was taken with "
+                  "dropout on; call model.eval() before the forward pass"),
+        ]
+        got = call(fb, student, x, name=f"fgsm(model, loss_fn, x, y, epsilon={eps})")
+        check_array(fb, f"the adversarial batch for ε = {eps} (x of shape {x.shape})", got, expected, probes=probes,
+                    relations=False, shape_hint="the shape of x")
+        # PyTorch's gradient on every device; entries whose gradient is ~0 have no reliable sign in float32
+        for device in available_devices():
+            kind = device.split(":")[0]
+            dtype = torch.float64 if kind == "cpu" else torch.float32
+            g = _input_grad_torch(model, loss_fn, x, y, device, dtype)
+            ref = np.clip(x + eps * np.sign(g), 0, 1)
+            reliable = np.abs(g) > (1e-12 if kind == "cpu" else 1e-5) * np.abs(g).max()
+            mine = np.asarray(got, dtype=float)
+            check_array(fb, f"the adversarial batch for ε = {eps} against PyTorch on {device} "
+                            f"({'float64' if kind == 'cpu' else 'float32, TF32 off'}; pixels whose gradient is "
+                            f"not ~0)", np.where(reliable, mine, ref), ref, probes=probes, relations=False)
+    fb.passed("FGSM against nk.attacks.fgsm and torch.autograd")
