@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 
-from .core import (  # noqa: F401
+from .core import (
     BATCH_FACTOR,
     DROPOUT_MASK_NOT_REUSED,
     DROPOUT_NOT_RESCALED,
@@ -34,6 +34,13 @@ from .core import (  # noqa: F401
     reference_bindings,
     relative_error,
 )
+
+__all__ = [
+    "BATCH_FACTOR", "DROPOUT_MASK_NOT_REUSED", "DROPOUT_NOT_RESCALED", "Feedback", "MISSING_FPRIME",
+    "NO_ACCUMULATION", "Probe", "SIGN_FLIP", "TRANSPOSED", "TRANSPOSED_W", "UNSTABLE", "available_devices",
+    "call", "check_against_torch", "check_array", "check_layers", "diagnose", "numerical_gradient",
+    "reference_bindings", "relative_error",
+]
 
 _SUBMODULES = {"core", "mlp", "autograd_checks", "stability", "regularisation", "conv_checks"}
 

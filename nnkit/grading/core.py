@@ -400,7 +400,7 @@ def check_layers(fb: Feedback, symbol: str, got: Sequence, expected: Sequence, *
         if found is not None:
             _, detail, likely, hint = found
             context = f"{name} is wrong; " + (f"{symbol}{sup(right_after)} was right" if right_after is not None
-                                               else "it is the last layer, where the recursion starts")
+                                               else "it is the output layer's")
             probe = diagnose(probes)
             if probe is not None:
                 likely, hint = probe.bug, probe.hint

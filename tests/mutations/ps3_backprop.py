@@ -1,0 +1,119 @@
+"""Known wrong answers to problem set 3 and what the feedback must call them."""
+from textwrap import dedent
+
+
+def _fn(signature: str, body: str) -> str:
+    return dedent(f"def {signature}:\n") + "\n".join("    " + line for line in dedent(body).strip().splitlines())
+
+
+def _backward(delta_hidden: str = "(deltas[l + 1] @ Ws[l + 1]) * sigmoid_prime(Zs[l])",
+              delta_out: str = "2.0 * (As[L] - Y) / X.shape[0] * sigmoid_prime(Zs[L - 1])",
+              dW: str = "deltas[l].T @ As[l]") -> str:
+    """A self-contained backward pass (no helper functions) with one piece replaced."""
+    return _fn("backward(X, Y, Ws, bs)", f"""
+        Zs, As = forward_mlp(X, Ws, bs)
+        L = len(Ws)
+        deltas = [None] * L
+        deltas[L - 1] = {delta_out}
+        for l in range(L - 2, -1, -1):
+            deltas[l] = {delta_hidden}
+        dWs = [{dW} for l in range(L)]
+        dbs = [deltas[l].sum(axis=0) for l in range(L)]
+        return deltas, dWs, dbs""")
+
+
+_TRAIN = """
+    Ws, bs = [W.copy() for W in Ws], [b.copy() for b in bs]
+    losses = []
+    N = X.shape[0]
+    for epoch in range(epochs):
+        order = {order}
+        for start in range(0, {stop}, batch_size):
+            idx = order[start:start + batch_size]
+            _, dWs, dbs = backward(X[idx], Y[idx], Ws, bs)
+            Ws = [W {op} lr * dW for W, dW in zip(Ws, dWs)]
+            bs = [b {op} lr * db for b, db in zip(bs, dbs)]
+        losses.append(mse_loss(forward_mlp(X, Ws, bs)[1][-1], Y))
+    return Ws, bs, losses"""
+
+
+def _train(order="rng.permutation(N)", stop="N", op="-"):
+    return _fn("train(X, Y, Ws, bs, lr, epochs, batch_size, rng)", _TRAIN.format(order=order, stop=stop, op=op))
+
+
+MUTATIONS = {
+    "delta_output": [
+        ("missing f'(z)", _fn("delta_output(A_L, Z_L, Y)", "return mse_grad(A_L, Y)"), "missing f′(z) factor"),
+        ("batch-size factor", _fn("delta_output(A_L, Z_L, Y)", "return 2.0 * (A_L - Y) * sigmoid_prime(Z_L)"),
+         "factor of the batch size"),
+        ("sign flip", _fn("delta_output(A_L, Z_L, Y)", "return mse_grad(Y, A_L) * sigmoid_prime(Z_L)"), "sign flip"),
+    ],
+    "delta_hidden": [
+        ("transposed W", _fn("delta_hidden(delta_next, W_next, Z)",
+                             "return (delta_next @ W_next.T) * sigmoid_prime(Z)"), "transposed W"),
+        ("missing f'(z)", _fn("delta_hidden(delta_next, W_next, Z)", "return delta_next @ W_next"),
+         "missing f′(z) factor"),
+        ("sigma for sigma'", _fn("delta_hidden(delta_next, W_next, Z)", "return (delta_next @ W_next) * sigmoid(Z)"),
+         "σ(z) instead of σ′(z)"),
+        ("sign flip", _fn("delta_hidden(delta_next, W_next, Z)", "return -(delta_next @ W_next) * sigmoid_prime(Z)"),
+         "sign flip"),
+    ],
+    "param_grads": [
+        ("transposed", _fn("param_grads(delta, A_prev)", "return A_prev.T @ delta, delta.sum(axis=0)"), "transposed"),
+        ("batch-size factor", _fn("param_grads(delta, A_prev)",
+                                  "return delta.T @ A_prev / len(delta), delta.mean(axis=0)"),
+         "factor of the batch size"),
+        ("db not summed", _fn("param_grads(delta, A_prev)", "return delta.T @ A_prev, delta"),
+         "not summed over the batch"),
+        ("sign flip", _fn("param_grads(delta, A_prev)", "return -(delta.T @ A_prev), -delta.sum(axis=0)"),
+         "sign flip"),
+    ],
+    "backward": [
+        ("missing f'(z) in hidden layers", _backward(delta_hidden="deltas[l + 1] @ Ws[l + 1]"),
+         "δ² is wrong; δ³ was right"),
+        ("missing f'(z), named", _backward(delta_hidden="deltas[l + 1] @ Ws[l + 1]"), "missing f′(z) factor"),
+        ("transposed W", _backward(delta_hidden="(deltas[l + 1] @ Ws[l + 1].T) * sigmoid_prime(Zs[l])"),
+         "transposed W"),
+        ("wrong layer's activations", _backward(dW="deltas[l].T @ As[l + 1]"), "wrong layer's activations"),
+        ("batch-size factor", _backward(delta_out="2.0 * (As[L] - Y) * sigmoid_prime(Zs[L - 1])"),
+         "factor of the batch size"),
+        ("sign flip at the output", _backward(delta_out="2.0 * (Y - As[L]) / X.shape[0] * sigmoid_prime(Zs[L - 1])"),
+         "δ³ is wrong"),
+    ],
+    "numerical_gradient": [
+        ("one-sided difference", _fn("numerical_gradient(f, x, eps=1e-6)", """
+            grad = np.zeros_like(x, dtype=float)
+            f0 = f(x)
+            for i in np.ndindex(x.shape):
+                old = x[i]
+                x[i] = old + eps
+                grad[i] = (f(x) - f0) / eps
+                x[i] = old
+            return grad"""), "one-sided difference"),
+        ("input not restored", _fn("numerical_gradient(f, x, eps=1e-6)", """
+            grad = np.zeros_like(x, dtype=float)
+            for i in np.ndindex(x.shape):
+                x[i] += eps
+                f_plus = f(x)
+                x[i] -= 2 * eps
+                f_minus = f(x)
+                grad[i] = (f_plus - f_minus) / (2 * eps)
+            return grad"""), "input not restored"),
+        ("factor of 2", _fn("numerical_gradient(f, x, eps=1e-6)", """
+            grad = np.zeros_like(x, dtype=float)
+            for i in np.ndindex(x.shape):
+                old = x[i]
+                x[i] = old + eps
+                f_plus = f(x)
+                x[i] = old - eps
+                f_minus = f(x)
+                x[i] = old
+                grad[i] = (f_plus - f_minus) / eps
+            return grad"""), "factor of 2"),
+    ],
+    "train": [
+        ("sign flip", _train(op="+"), "sign flip"),
+        ("one minibatch per epoch", _train(stop="batch_size"), "not every minibatch"),
+        ("no shuffling", _train(order="np.arange(N)"), "examples not shuffled"),
+    ],
+}
