@@ -54,12 +54,14 @@ class Linear(Module):
             z += self.bias.data  # in place: z is a fresh array
         return z
 
-    def backward(self, grad):
+    def backward(self, grad, input_grad: bool = True):
         a_prev = self._a_prev.reshape(-1, self.in_features)
         g = grad.reshape(-1, self.out_features)
         self.weight.grad += g.T @ a_prev  # ∂L/∂W = δ (a^{ℓ−1})ᵀ, summed over the batch
         if self.bias is not None:
             self.bias.grad += g.sum(axis=0)  # ∂L/∂b = δ, summed over the batch
+        if not input_grad:  # the input is data: no ∂L/∂x wanted (see Module.backward)
+            return None
         return grad @ self.weight.data  # ∂L/∂a^{ℓ−1} = Wᵀ δ, one row per example
 
 

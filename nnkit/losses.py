@@ -120,7 +120,7 @@ class BCELoss(Loss):
             log_p = np.maximum(np.log(pred), -100.0)
             log_1mp = np.maximum(np.log1p(-pred), -100.0)
         per = -(target * log_p + (1 - target) * log_1mp)
-        eps = 1e-12  # PyTorch's guard in the gradient
+        eps = float(np.float32(1e-12))  # PyTorch's guard in the gradient (a float32 constant there)
         grad = (pred - target) / np.maximum((1 - pred) * pred, eps)
         return self._reduce(per, grad, per.size)
 
@@ -166,7 +166,8 @@ class _ClassLoss(Loss):
         if target.size and (target.min() < 0 or target.max() >= C):
             bad = target[(target < 0) | (target >= C)]
             raise ValueError(
-                f"{self.label()}: class targets must lie in 0…{C - 1} for {C} classes; found {bad.ravel()[:5].tolist()}"
+                f"{self.label()}: class targets must lie in 0…{C - 1} for scores of shape {scores.shape} ({C} classes); "
+                f"found {bad.ravel()[:5].tolist()}"
             )
         return target
 

@@ -9,6 +9,11 @@ Every module remembers the upstream gradient it received in its last backward as
 (also ``.grad_output``). For a ``Linear`` layer ℓ that is δ^ℓ = ∂L/∂z^ℓ, the quantity the
 backpropagation lecture is about; for an activation layer it is ∂L/∂a^ℓ.
 
+``backward(grad, input_grad=False)`` computes the parameters' gradients only and returns None:
+a training step needs no ∂L/∂x of the data, and skipping it saves the first layer's largest
+matrix product (PyTorch likewise skips inputs that do not require grad). A layer's backward may
+take ``input_grad`` to skip that work; any other layer computes ∂L/∂x and it is dropped.
+
 Subclasses write plain ``forward`` and ``backward`` methods. ``Module.__init_subclass__``
 wraps them once so that every layer gets the same checks for free: input type and dtype,
 backward before forward, and an upstream gradient whose shape differs from the output's.
@@ -16,6 +21,7 @@ backward before forward, and an upstream gradient whose shape differs from the o
 from __future__ import annotations
 
 import functools
+import inspect
 from collections import OrderedDict
 from typing import Iterator
 
@@ -81,8 +87,10 @@ def _wrap_forward(fn):
 
 
 def _wrap_backward(fn):
+    takes_flag = "input_grad" in inspect.signature(fn).parameters
+
     @functools.wraps(fn)
-    def backward(self: "Module", *args, **kwargs):
+    def backward(self: "Module", *args, input_grad: bool = True, **kwargs):
         if self._output_shape is None:
             raise BackwardBeforeForwardError(
                 f"{self.label()}: backward() was called before forward(). Run the forward pass "
@@ -99,7 +107,10 @@ def _wrap_backward(fn):
                     "∂L/∂output must have the output's shape."
                 )
             self.delta = grad
-            return fn(self, grad, *args, **kwargs)
+            if takes_flag:
+                return fn(self, grad, *args, input_grad=input_grad, **kwargs)
+            dx = fn(self, grad, *args, **kwargs)
+            return dx if input_grad else None
         return fn(self, *args, **kwargs)
 
     backward._nnkit_wrapped = True
@@ -263,10 +274,12 @@ class Sequential(Module):
             x = layer.forward(x)
         return x
 
-    def backward(self, grad):
-        for layer in reversed(self._modules.values()):
+    def backward(self, grad, input_grad: bool = True):
+        layers = list(self._modules.values())
+        for layer in reversed(layers[1:]):
             grad = layer.backward(grad)
-        return grad
+        # the first layer's ∂L/∂x is ∂L/∂(network input): skipped when input_grad=False
+        return layers[0].backward(grad, input_grad=input_grad) if layers else grad
 
     def __len__(self) -> int:
         return len(self._modules)

@@ -38,8 +38,14 @@ def logsumexp(z: np.ndarray, axis: int = -1, keepdims: bool = False) -> np.ndarr
 
 
 def log_softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
-    """log p_j = z_j − log Σ_k e^{z_k}."""
-    return z - logsumexp(z, axis=axis, keepdims=True)
+    """log p_j = z_j − log Σ_k e^{z_k}, computed as (z_j − m) − log Σ_k e^{z_k − m}, m = max_k z_k.
+
+    Subtracting m before anything else keeps every digit of the small differences z_j − m:
+    z − logsumexp(z) would round m + log 2 to the spacing of floats near m (0.001 at 1e4 in float32).
+    """
+    m = np.max(z, axis=axis, keepdims=True)
+    shifted = z - np.where(np.isfinite(m), m, 0)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
 def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
