@@ -35,6 +35,7 @@ SOLUTIONS = ROOT / "solutions"
 RELEASE = ROOT / "assignments"
 MUTATIONS_DIR = Path(__file__).resolve().parent / "mutations"
 COURSE_ID = "nnkit"
+MUTANT_PREFIX = "mut-"
 
 # nbgrader runs `alembic` (and the tests run `nbgrader`) from PATH: make this interpreter's
 # scripts folder visible even when the virtual environment is not activated.
@@ -325,6 +326,9 @@ def _autograde_main(course_root: str, assignments: list[str]) -> int:
     failures = []
     for assignment in assignments:
         for student in Course.students_in(root, assignment):
+            # planted-bug students ("mut-…") are graded without the PyTorch comparisons (seconds of
+            # import per notebook); the kernel inherits this environment when it starts
+            os.environ["NNKIT_GRADING_TORCH"] = "0" if student.startswith(MUTANT_PREFIX) else "1"
             result = api.autograde(assignment, student, force=True, create=True)
             if not result["success"]:
                 failures.append({"assignment": assignment, "student": student,

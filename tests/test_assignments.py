@@ -4,7 +4,10 @@ Every assignment found in ``solutions/`` and every table in ``tests/mutations/``
 a new problem set plugs in by adding its files. One course copy is generated; all
 submissions (the solution, the untouched release, one student per planted bug, tampered
 notebooks) are autograded together, split over two processes, and the tests read the scores
-from nbgrader's gradebook and the messages from the autograded notebooks.
+from nbgrader's gradebook and the messages from the autograded notebooks. The planted-bug
+submissions are graded with ``NNKIT_GRADING_TORCH=0`` (no PyTorch import, seconds saved per
+notebook): the nnkit checks must catch every planted bug on their own, while the solution
+submissions prove that the PyTorch comparisons pass.
 
 What is proved:
 - the committed release (assignments/) is what ``generate_assignment`` makes of solutions/;
@@ -30,6 +33,7 @@ import pytest
 
 from assignment_utils import (
     HIDDEN_BEGIN,
+    MUTANT_PREFIX,
     SOLUTION_BEGIN,
     Course,
     answered,
@@ -67,7 +71,7 @@ def _mutation_cases():
 
 
 def mutant_id(assignment: str, qid: str, k: int) -> str:
-    return f"mut-{assignment.split('_')[0]}-{qid}-{k}".replace("_", "-")
+    return f"{MUTANT_PREFIX}{assignment.split('_')[0]}-{qid}-{k}".replace("_", "-")
 
 
 # --- static checks (no kernel) ----------------------------------------------------------------------
