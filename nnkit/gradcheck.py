@@ -21,6 +21,16 @@ Relative error (one number per checked quantity, ``relative_error``)::
 the worst element's error measured against the size of the whole quantity. A per-element
 ratio |a_i − b_i| / (|a_i| + |b_i|) would flag elements that are zero up to rounding (where
 central differences only resolve about 1e-10 absolutely), so it cannot be held to 1e-7.
+
+When a gradient is small next to the function's values (a saturated softmax), the numerical
+gradient itself is uncertain beyond 1e-7 relative. A quantity that misses the tolerance is
+therefore re-estimated with step 2h; if the difference lies within 10× that uncertainty (or
+the rounding error ε·Σ|out ⊙ G|/h), the tolerance is raised accordingly, marked ``*`` in the
+report. A gradient so small that central differences see nothing (≈ 1e-20) fails, and the
+report says why.
+
+Randomness: a forward pass that draws random numbers (Dropout's mask) is re-run with the same
+draws at every evaluation, see ``check_module``.
 """
 from __future__ import annotations
 
@@ -171,7 +181,6 @@ class Comparison:
 class _Report:
     """A table of comparisons with a verdict; prints as text, shows as HTML in a notebook."""
 
-    title = "check"
     a_label, b_label = "a", "b"
 
     def __init__(self, rows: list[Comparison], header: str, columns_where: bool = False):

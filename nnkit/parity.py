@@ -228,7 +228,11 @@ def compare(model, loss, x, target=None, devices=None, *, dout=None, rng=None, t
     """
     import torch
 
-    devices = available_devices() if devices is None else list(devices)
+    available = available_devices()
+    devices = available if devices is None else list(devices)
+    missing = [d for d in devices if d.split(":")[0] not in available]
+    if missing:
+        raise ValueError(f"nk.parity.compare: device {missing[0]!r} is not available here (available: {available})")
     ref = copy.deepcopy(model).to(np.float64)
     crit = copy.deepcopy(loss) if loss is not None else None
     x64 = np.array(x, dtype=np.float64)

@@ -216,6 +216,9 @@ def test_available_devices():
     devices = nk.parity.available_devices()
     assert devices[0] == "cpu"
     assert ("cuda" in devices) == torch.cuda.is_available()
+    x, y = _data()
+    with pytest.raises(ValueError, match="'tpu' is not available here"):
+        nk.parity.compare(_mlp(), nk.CrossEntropyLoss(), x, y, devices=["tpu"])
 
 
 def test_conv_layers_have_twins_when_present():
