@@ -1,0 +1,451 @@
+"""Checks for problem set 6, *convolutional networks*.
+
+=========================== ============================================================ ===========================
+question (grade_id)          what the student writes                                      reference
+=========================== ============================================================ ===========================
+``conv_forward_loops``       ``conv2d_forward_loops(x, W, b, stride, padding)``            ``nk.functional.conv2d_*``,
+``conv_backward_loops``      ``conv2d_backward_loops(dout, x, W, stride, padding)``        ``torch.nn.functional.conv2d``
+                             → (dx, dW, db)                                                and its autograd
+``conv_forward_vectorised``  the forward pass without loops over positions (≥ 5× faster)
+``maxpool_backward``         ``maxpool_backward(dout, x, kernel_size, stride)``            ``nk.functional.maxpool2d_*``,
+                                                                                           ``F.max_pool2d``
+``convnet``                  ``build_convnet(rng)``: a small convnet for the 8×8 digits    trained here, ≥ 90 % test
+=========================== ============================================================ ===========================
+
+Arrays are NCHW, weights (F, C, kh, kw) as in PyTorch; "convolution" is the cross-correlation
+of the notes and of PyTorch (the kernel is not flipped). Max-pooling sends each output's
+gradient to the *first* maximum of its window (row-major order), as PyTorch does, and
+overlapping windows add their gradients.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+
+from .core import (
+    BATCH_FACTOR,
+    NO_ACCUMULATION,
+    WRONG_SHAPE,
+    WRONG_TYPE,
+    WRONG_VALUES,
+    Feedback,
+    Probe,
+    as_array,
+    call,
+    check_against_torch,
+    check_array,
+    close,
+    quiet,
+    seeded,
+    try_call,
+)
+
+__all__ = [
+    "check_conv_forward_loops", "check_conv_backward_loops", "check_conv_forward_vectorised",
+    "check_maxpool_backward", "check_convnet", "train_and_evaluate",
+    "FLIPPED_KERNEL", "STRIDE_PADDING", "MISSING_BIAS", "DW_NOT_SUMMED", "NOT_VECTORISED",
+    "POOL_EVERY_POSITION", "POOL_NOT_ARGMAX", "NO_CONV", "NO_POOL", "LOW_ACCURACY",
+]
+
+FLIPPED_KERNEL = "flipped kernel (convolution instead of correlation)"
+STRIDE_PADDING = "stride/padding off by one"
+MISSING_BIAS = "bias missing"
+DW_NOT_SUMMED = "missing accumulation in dW over the batch"
+NOT_VECTORISED = "not vectorised"
+POOL_EVERY_POSITION = "max-pool gradient to every position"
+POOL_NOT_ARGMAX = "max-pool gradient not to the argmax"
+NO_CONV = "no Conv2d layer"
+NO_POOL = "no MaxPool2d layer"
+LOW_ACCURACY = "test accuracy too low"
+TOO_BIG = "too many parameters"
+
+_FLIP_HINT = ("the kernel is flipped: deep-learning 'convolution' (the notes, PyTorch) is a cross-correlation, "
+              "z[i′, j′] = Σ a[s·i′ + i, s·j′ + j] · W[i, j], with no flip of W")
+
+
+# --------------------------------------------------------------------------------------------
+# Cases and references
+# --------------------------------------------------------------------------------------------
+def _conv_cases(hidden: bool, seed: int) -> list[tuple]:
+    """(x, W, b, stride, padding) cases: non-square kernels, C > 1, F > 1, stride and padding."""
+    rng = seeded(seed)
+    shapes = ([((2, 3, 6, 5), (4, 3, 3, 2), 1, 0), ((2, 2, 7, 7), (3, 2, 3, 3), 2, 1)] if not hidden else
+              [((3, 2, 9, 8), (5, 2, 3, 3), 1, 1), ((2, 3, 8, 9), (2, 3, 2, 3), 2, 0), ((1, 1, 5, 5), (1, 1, 5, 5), 1, 0),
+               ((4, 2, 10, 10), (3, 2, 4, 4), 3, 2), ((2, 4, 6, 6), (6, 4, 1, 1), 1, 0)])
+    return [(rng.normal(size=xs), rng.normal(size=ws), rng.normal(size=ws[0]), s, p) for xs, ws, s, p in shapes]
+
+
+def _ref_forward(x, W, b, stride, padding) -> np.ndarray:
+    from nnkit.functional.conv import conv2d_forward_naive  # noqa: PLC0415
+
+    return conv2d_forward_naive(x, W, b, stride, padding)[0]
+
+
+def _ref_backward(dout, x, W, stride, padding):
+    from nnkit.functional.conv import conv2d_backward_naive, conv2d_forward_naive  # noqa: PLC0415
+
+    _, cache = conv2d_forward_naive(x, W, np.zeros(W.shape[0]), stride, padding)
+    return conv2d_backward_naive(dout, cache)
+
+
+def _out_size(n: int, k: int, s: int, p: int) -> int:
+    return (n + 2 * p - k) // s + 1
+
+
+def _torch_conv(stride, padding):
+    def run(x, W, b):
+        import torch  # noqa: PLC0415
+
+        return torch.nn.functional.conv2d(x, W, b, stride=stride, padding=padding)
+
+    return run
+
+
+def _forward_probes(fn: Callable, x, W, b, stride, padding) -> list[Probe]:
+    def got():
+        return try_call(fn, x, W, b, stride, padding)
+
+    def shape_is(shape):
+        out = got()
+        return out is not None and np.shape(out) == shape
+
+    N, F = x.shape[0], W.shape[0]
+    kh, kw = W.shape[2:]
+    H, Wd = x.shape[2:]
+    wrong_shapes = {(N, F, (H + 2 * padding - kh) // stride, (Wd + 2 * padding - kw) // stride),
+                    (N, F, (H + 2 * padding - kh) // stride + 2, (Wd + 2 * padding - kw) // stride + 2),
+                    (N, F, (H + 2 * padding - kh + 1) // stride, (Wd + 2 * padding - kw + 1) // stride),
+                    (N, F, (H + padding - kh) // stride + 1, (Wd + padding - kw) // stride + 1)}
+    wrong_shapes.discard((N, F, _out_size(H, kh, stride, padding), _out_size(Wd, kw, stride, padding)))
+    return [
+        Probe(FLIPPED_KERNEL, lambda: close(got(), _ref_forward(x, W[:, :, ::-1, ::-1], b, stride, padding)),
+              _FLIP_HINT),
+        Probe(STRIDE_PADDING, lambda: padding > 0 and close(got(), _ref_forward(x, W, b, stride, 0)),
+              "the padding is ignored: zero-pad the input by `padding` rows and columns on every side first"),
+        Probe(STRIDE_PADDING, lambda: stride > 1 and close(got(), _ref_forward(x, W, b, 1, padding)),
+              "the stride is ignored: output (i′, j′) reads the window starting at (s·i′, s·j′)"),
+        Probe(STRIDE_PADDING, lambda: any(shape_is(s) for s in wrong_shapes),
+              "H_out = ⌊(H + 2·padding − kh) / stride⌋ + 1 (likewise W_out): count the windows that fit"),
+        Probe(MISSING_BIAS, lambda: close(got(), _ref_forward(x, W, np.zeros_like(b), stride, padding)),
+              "add the bias b[f′] to every output of filter f′"),
+    ]
+
+
+def _check_forward(fb: Feedback, question: str, fn: Callable, hidden: bool, seed: int) -> None:
+    __tracebackhide__ = True
+    for x, W, b, stride, padding in _conv_cases(hidden, seed):
+        probes = _forward_probes(fn, x, W, b, stride, padding)
+        label = (f"{fn.__name__}(x, W, b, stride={stride}, padding={padding}) for x {x.shape}, W {W.shape}")
+        got = call(fb, fn, x, W, b, stride, padding, name=label)
+        shape_hint = "(N, F, H_out, W_out) with H_out = ⌊(H + 2·padding − kh)/stride⌋ + 1"
+        check_array(fb, label, got, _ref_forward(x, W, b, stride, padding), probes=probes, shape_hint=shape_hint,
+                    relations=False)
+        check_against_torch(fb, label, lambda xx, WW, bb, s=stride, p=padding: fn(xx, WW, bb, s, p),
+                            _torch_conv(stride, padding), [x, W, b], probes=probes)
+
+
+def check_conv_forward_loops(conv2d_forward_loops: Callable, *, hidden: bool = False) -> None:
+    """``conv2d_forward_loops(x, W, b, stride, padding)`` → z (N, F, H_out, W_out), a cross-correlation."""
+    __tracebackhide__ = True
+    fb = Feedback("conv_forward_loops", hidden=hidden)
+    _check_forward(fb, "conv_forward_loops", conv2d_forward_loops, hidden, 101 if not hidden else 102)
+    fb.passed("outputs, shapes, stride and padding against nnkit and torch.nn.functional.conv2d")
+
+
+# --------------------------------------------------------------------------------------------
+# Backward
+# --------------------------------------------------------------------------------------------
+def _torch_conv_backward(stride, padding):
+    def run(dout, x, W):
+        import torch  # noqa: PLC0415
+
+        b = torch.zeros(W.shape[0], dtype=W.dtype, device=W.device, requires_grad=True)
+        out = torch.nn.functional.conv2d(x, W, b, stride=stride, padding=padding)
+        (out * dout.detach()).sum().backward()  # Σ δ ⊙ z: its gradient is the VJP with δ
+        return x.grad, W.grad, b.grad
+
+    return run
+
+
+def _split_grads(fb: Feedback, label: str, result) -> tuple:
+    __tracebackhide__ = True
+    if not isinstance(result, (tuple, list)) or len(result) != 3:
+        fb.fail(WRONG_TYPE, f"{label} must return the triple (dx, dW, db), got {type(result).__name__}"
+                + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else ""))
+    return tuple(result)
+
+
+def check_conv_backward_loops(conv2d_backward_loops: Callable, *, hidden: bool = False) -> None:
+    """``conv2d_backward_loops(dout, x, W, stride, padding)`` → (dx, dW, db) for δ = dout = ∂L/∂z."""
+    __tracebackhide__ = True
+    fb = Feedback("conv_backward_loops", hidden=hidden)
+    rng = seeded(103 if not hidden else 104)
+    fn = conv2d_backward_loops
+    for x, W, b, stride, padding in _conv_cases(hidden, 105 if not hidden else 106):
+        N = x.shape[0]
+        out_shape = (N, W.shape[0], _out_size(x.shape[2], W.shape[2], stride, padding),
+                     _out_size(x.shape[3], W.shape[3], stride, padding))
+        dout = rng.normal(size=out_shape)
+        label = f"conv2d_backward_loops(dout, x, W, stride={stride}, padding={padding}) for x {x.shape}, W {W.shape}"
+        result = _split_grads(fb, label, call(fb, fn, dout, x, W, stride, padding, name=label))
+        dx_ref, dW_ref, db_ref = _ref_backward(dout, x, W, stride, padding)
+
+        def part(i, xx=x, dd=dout, WW=W, s=stride, p=padding):
+            r = try_call(fn, dd, xx, WW, s, p)
+            return r[i] if isinstance(r, (tuple, list)) and len(r) == 3 else None
+
+        def last_dW(dout=dout, x=x, W=W, stride=stride, padding=padding):  # the last example's share only
+            return _ref_backward(dout[-1:], x[-1:], W, stride, padding)[1]
+
+        def flipped(i, dout=dout, x=x, W=W, stride=stride, padding=padding):
+            return _ref_backward(dout, x, W[:, :, ::-1, ::-1], stride, padding)[i]
+
+        last_db = dout[-1:].sum(axis=(0, 2, 3))
+        common = [
+            Probe(STRIDE_PADDING, lambda p=padding: p > 0 and np.shape(part(0)) == (x.shape[0], x.shape[1],
+                                                                                   x.shape[2] + 2 * p, x.shape[3] + 2 * p),
+                  "dx has the shape of the *padded* input: cut the padding off, dx must have x's shape"),
+        ]
+        dx_probes = common + [
+            Probe(FLIPPED_KERNEL, lambda: close(part(0), flipped(0)),
+                  "dx: each output sends δ·W[f′, f, i, j] back to the input a[s·i′ + i, s·j′ + j] it was multiplied "
+                  "with — the same W index as in the forward pass, no flip"),
+        ]
+        dW_probes = [
+            Probe(DW_NOT_SUMMED, lambda: close(part(1), last_dW()),
+                  "dW holds only the last example's contribution: the filters are shared by every example, so "
+                  "dW (and db) sum over the batch (+=, not =)"),
+            Probe(BATCH_FACTOR, lambda: close(part(1), dW_ref / N),
+                  "dW is averaged over the batch; the upstream gradient already carries any 1/N, so sum"),
+            Probe(FLIPPED_KERNEL, lambda: close(part(1), flipped(1)) or close(part(1), dW_ref[:, :, ::-1, ::-1]),
+                  "dW[f′, f, i, j] = Σ δ[n, f′, i′, j′] · a[n, f, s·i′ + i, s·j′ + j]: no flip"),
+        ]
+        db_probes = [
+            Probe(DW_NOT_SUMMED, lambda: close(part(2), last_db),
+                  "db holds only the last example's contribution: sum δ over the batch and all positions"),
+        ]
+        names = ("dx", "dW", "db")
+        hints = ("x's shape (N, C, H, W)", "W's shape (F, C, kh, kw)", "one entry per filter (F,)")
+        for got, ref, probes, name, hint in zip(result, (dx_ref, dW_ref, db_ref), (dx_probes, dW_probes, db_probes),
+                                                names, hints):
+            check_array(fb, f"{name} from {label}", got, ref, probes=probes, shape_hint=hint, relations=False)
+
+        def student(dd, xx, WW, s=stride, p=padding):
+            return _split_grads(fb, label, fn(dd, xx, WW, s, p))
+
+        check_against_torch(fb, f"(dx, dW, db) from {label}", student, _torch_conv_backward(stride, padding),
+                            [dout, x, W], requires_grad=True, probes=dx_probes + dW_probes + db_probes)
+    fb.passed("dx, dW and db against nnkit and torch.autograd")
+
+
+# --------------------------------------------------------------------------------------------
+# Vectorised forward: same numbers, no loop over output positions
+# --------------------------------------------------------------------------------------------
+def _best_time(fn: Callable, *args, repeat: int = 3) -> float:
+    best = np.inf
+    for _ in range(repeat):
+        start = time.perf_counter()
+        with quiet():
+            fn(*args)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def check_conv_forward_vectorised(conv2d_forward_vectorised: Callable, *, hidden: bool = False,
+                                  min_speedup: float = 5.0) -> None:
+    """The same outputs as the loops, and at least ``min_speedup`` times faster than the notes' loops.
+
+    Speed is measured against nnkit's loop implementation on the same input, in the same process
+    (a ratio, so a busy machine slows both alike; best of several runs).
+    """
+    __tracebackhide__ = True
+    from nnkit.functional.conv import conv2d_forward_naive  # noqa: PLC0415
+
+    fb = Feedback("conv_forward_vectorised", hidden=hidden)
+    fn = conv2d_forward_vectorised
+    _check_forward(fb, "conv_forward_vectorised", fn, hidden, 107 if not hidden else 108)
+    rng = seeded(109)
+    x, W, b = rng.normal(size=(8, 3, 12, 12)), rng.normal(size=(8, 3, 3, 3)), rng.normal(size=8)
+    call(fb, fn, x, W, b, 1, 1, name="conv2d_forward_vectorised on a (8, 3, 12, 12) batch")
+    mine = _best_time(fn, x, W, b, 1, 1)
+    loops = _best_time(conv2d_forward_naive, x, W, b, 1, 1)
+    speedup = loops / max(mine, 1e-9)
+    if speedup < min_speedup:
+        fb.fail(WRONG_VALUES, f"on a (8, 3, 12, 12) batch with 8 filters 3×3 your function is {speedup:.1f}× as fast "
+                              f"as the loop version (best of 3 runs each), expected at least {min_speedup:g}×",
+                likely=NOT_VECTORISED,
+                hint="replace the loops over output positions by array operations: e.g. "
+                     "np.lib.stride_tricks.sliding_window_view for the windows, then one np.einsum or tensordot")
+    fb.passed(f"same outputs as the loops, {speedup:.0f}× faster")
+
+
+# --------------------------------------------------------------------------------------------
+# Max-pool backward
+# --------------------------------------------------------------------------------------------
+def _pool_cases(hidden: bool, seed: int) -> list[tuple]:
+    """(x, kernel, stride, label): distinct values, ties, overlapping windows."""
+    rng = seeded(seed)
+    ties = rng.integers(0, 3, size=(2, 2, 6, 6)).astype(float)  # small integers: many tied maxima
+    if not hidden:
+        return [(rng.normal(size=(2, 3, 4, 6)), 2, 2, "distinct values"),
+                (ties, 2, 2, "tied maxima in a window"),
+                (rng.normal(size=(1, 2, 5, 5)), 3, 1, "overlapping windows (stride < kernel)")]
+    return [(rng.normal(size=(3, 2, 8, 8)), 2, 2, "distinct values"), (rng.normal(size=(2, 3, 9, 7)), 3, 2,
+                                                                        "kernel 3, stride 2, rows and columns left over"),
+            (ties, 3, 1, "ties and overlapping windows"), (np.ones((1, 1, 4, 4)), 2, 2, "a constant input"),
+            (rng.normal(size=(2, 1, 6, 6)), 2, 1, "overlapping windows (stride < kernel)")]
+
+
+def _ref_pool_backward(dout, x, k, s) -> np.ndarray:
+    from nnkit.functional.conv import maxpool2d_backward_naive, maxpool2d_forward_naive  # noqa: PLC0415
+
+    return maxpool2d_backward_naive(dout, maxpool2d_forward_naive(x, k, s)[1])
+
+
+def _pool_variant(dout, x, k, s, mode: str) -> np.ndarray:
+    """Known wrong backward passes: to every position, to every tied maximum, without accumulation."""
+    N, C, Ho, Wo = dout.shape
+    dx = np.zeros_like(x, dtype=float)
+    for i in range(Ho):
+        for j in range(Wo):
+            win = x[:, :, i * s:i * s + k, j * s:j * s + k]
+            d = dout[:, :, i, j][:, :, None, None]
+            if mode == "every":
+                dx[:, :, i * s:i * s + k, j * s:j * s + k] += d
+            elif mode == "average":
+                dx[:, :, i * s:i * s + k, j * s:j * s + k] += d / (k * k)
+            elif mode == "ties":
+                dx[:, :, i * s:i * s + k, j * s:j * s + k] += d * (win == win.max(axis=(2, 3), keepdims=True))
+            elif mode == "last_tie":
+                flat = win.reshape(N, C, -1)[:, :, ::-1]
+                idx = k * k - 1 - flat.argmax(axis=2)
+                mask = np.zeros((N, C, k * k))
+                np.put_along_axis(mask, idx[:, :, None], 1.0, axis=2)
+                dx[:, :, i * s:i * s + k, j * s:j * s + k] += d * mask.reshape(N, C, k, k)
+            elif mode == "overwrite":
+                flat = win.reshape(N, C, -1)
+                mask = np.zeros((N, C, k * k))
+                np.put_along_axis(mask, flat.argmax(axis=2)[:, :, None], 1.0, axis=2)
+                view = dx[:, :, i * s:i * s + k, j * s:j * s + k]
+                m = mask.reshape(N, C, k, k).astype(bool)
+                view[m] = np.broadcast_to(d, view.shape)[m]
+    return dx
+
+
+def check_maxpool_backward(maxpool_backward: Callable, *, hidden: bool = False) -> None:
+    """``maxpool_backward(dout, x, kernel_size, stride)`` → dx: each δ to the first arg-max of its window."""
+    __tracebackhide__ = True
+    fb = Feedback("maxpool_backward", hidden=hidden)
+    rng = seeded(111 if not hidden else 112)
+    for x, k, s, what in _pool_cases(hidden, 113 if not hidden else 114):
+        N, C, H, W = x.shape
+        dout = rng.normal(size=(N, C, (H - k) // s + 1, (W - k) // s + 1))
+        label = f"maxpool_backward(dout, x, kernel_size={k}, stride={s}) for x {x.shape}, {what}"
+
+        def got(dd=dout, xx=x, kk=k, ss=s):
+            return try_call(maxpool_backward, dd, xx, kk, ss)
+
+        def like(mode, dd=dout, xx=x, kk=k, ss=s):
+            return lambda: close(got(), _pool_variant(dd, xx, kk, ss, mode))
+
+        probes = [
+            Probe(POOL_EVERY_POSITION, like("every"),
+                  "only the maximum of each window affected the output, so only it receives the gradient; "
+                  "the other positions get 0"),
+            Probe(POOL_EVERY_POSITION, like("average"), "that is average pooling's gradient δ/k² to every position; "
+                                                        "max-pooling sends δ to the arg-max only"),
+            Probe(POOL_NOT_ARGMAX, like("ties"),
+                  "where several positions tie for the maximum the gradient went to all of them; send it to one: the "
+                  "first maximum in row-major order (np.argmax), as PyTorch does"),
+            Probe(POOL_NOT_ARGMAX, like("last_tie"),
+                  "on ties the gradient went to the last maximum; PyTorch and nnkit use the first (np.argmax)"),
+            Probe(NO_ACCUMULATION, like("overwrite"),
+                  "overlapping windows (stride < kernel) can share their maximum: add their gradients (+=) "
+                  "instead of overwriting"),
+            Probe(POOL_NOT_ARGMAX, lambda: got() is not None and np.shape(got()) == x.shape
+                  and np.count_nonzero(got()) <= dout.size and not close(got(), _ref_pool_backward(dout, x, k, s)),
+                  "the gradient reaches one position per window, but not the arg-max: check how the index of the "
+                  "maximum inside the window maps back to (row, column) of x"),
+        ]
+        result = call(fb, maxpool_backward, dout, x, k, s, name=label)
+        check_array(fb, f"dx from {label}", result, _ref_pool_backward(dout, x, k, s), probes=probes,
+                    shape_hint="x's shape", relations=False)
+
+        def torch_fn(dd, xx, kk=k, ss=s):
+            import torch  # noqa: PLC0415
+
+            (torch.nn.functional.max_pool2d(xx, kk, ss) * dd.detach()).sum().backward()
+            return xx.grad
+
+        check_against_torch(fb, f"dx from {label}", lambda dd, xx, kk=k, ss=s: maxpool_backward(dd, xx, kk, ss),
+                            torch_fn, [dout, x], requires_grad=True, probes=probes)
+    fb.passed("gradients to the arg-max, ties, overlapping windows")
+
+
+# --------------------------------------------------------------------------------------------
+# A convnet on the digits
+# --------------------------------------------------------------------------------------------
+EPOCHS, BATCH, LR, MOMENTUM, MAX_PARAMETERS, MIN_ACCURACY = 8, 32, 0.05, 0.9, 20_000, 0.90
+
+
+def train_and_evaluate(build_convnet: Callable, seed: int = 0, epochs: int = EPOCHS) -> tuple[object, float]:
+    """Train ``build_convnet(rng=seed)`` on the digits as the grader does; return (model, test accuracy).
+
+    The recipe: images (N, 1, 8, 8) in [0, 1], nnkit's stratified split with ``rng=0`` (70 % train,
+    15 % validation unused, 15 % test), cross entropy, SGD with lr 0.05 and momentum 0.9, batches
+    of 32, ``epochs`` epochs shuffled with ``seed``.
+    """
+    import nnkit as nk  # noqa: PLC0415
+
+    X, y = nk.data.load_digits(images=True)
+    (X_tr, y_tr), _, (X_te, y_te) = nk.data.train_val_test_split(X, y, rng=0)
+    model = build_convnet(rng=seed)
+    optimizer = nk.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    nk.train.fit(model, nk.CrossEntropyLoss(), optimizer, train=(X_tr, y_tr), epochs=epochs, batch_size=BATCH,
+                 rng=seed, progress=False)
+    return model, nk.train.accuracy(model, X_te, y_te)
+
+
+def check_convnet(build_convnet: Callable, *, hidden: bool = False) -> None:
+    """``build_convnet(rng)`` → an nnkit model with Conv2d and MaxPool2d layers, (N, 1, 8, 8) → (N, 10) logits,
+    at most 20 000 parameters, that reaches 90 % test accuracy with ``train_and_evaluate``."""
+    __tracebackhide__ = True
+    import nnkit as nk  # noqa: PLC0415
+
+    fb = Feedback("convnet", hidden=hidden)
+    model = call(fb, build_convnet, name="build_convnet(rng=0)", rng=0)
+    if not isinstance(model, nk.Module):
+        fb.fail(WRONG_TYPE, f"build_convnet must return an nnkit model (e.g. nk.Sequential(...)), got "
+                            f"{type(model).__name__}")
+    kinds = [type(m).__name__ for m in model.modules()]
+    if "Conv2d" not in kinds:
+        fb.fail(WRONG_VALUES, f"the model has no convolutional layer (its layers: {', '.join(kinds[1:])})",
+                likely=NO_CONV, hint="start with nk.Conv2d(1, channels, kernel_size, padding=...)")
+    if "MaxPool2d" not in kinds:
+        fb.fail(WRONG_VALUES, f"the model has no pooling layer (its layers: {', '.join(kinds[1:])})", likely=NO_POOL,
+                hint="add nk.MaxPool2d(2) after a convolution and its activation")
+    n_params = sum(p.data.size for p in model.parameters())
+    if n_params > MAX_PARAMETERS:
+        fb.fail(WRONG_VALUES, f"the model has {n_params} parameters, more than {MAX_PARAMETERS}", likely=TOO_BIG,
+                hint="keep it small: a few channels and one small Linear layer suffice for 8×8 digits")
+    x = seeded(121).random((5, 1, 8, 8))
+    out = as_array(fb, "model(x)", call(fb, model.forward, x, name="model.forward on x of shape (5, 1, 8, 8)"))
+    if out.shape != (5, 10):
+        fb.fail(WRONG_SHAPE, f"for x of shape (5, 1, 8, 8) the model returns shape {out.shape}, expected (5, 10): "
+                             "one logit per class", hint="end with nk.Linear(..., 10) and no softmax "
+                                                         "(CrossEntropyLoss takes logits)")
+    # the same model in PyTorch gives the same logits (on every device)
+    check_against_torch(fb, "model(x)", lambda xx: model.forward(np.asarray(xx, dtype=np.float64)),
+                        lambda xt: nk.parity.to_torch(model, dtype=xt.dtype, device=str(xt.device)).eval()(xt), [x])
+    seed = 0 if not hidden else 1
+    start = time.perf_counter()
+    trained, acc = call(fb, train_and_evaluate, build_convnet, seed, name=f"training build_convnet(rng={seed})")
+    seconds = time.perf_counter() - start
+    if not acc >= MIN_ACCURACY:
+        fb.fail(WRONG_VALUES, f"after {EPOCHS} epochs of SGD (lr {LR}, momentum {MOMENTUM}, batches of {BATCH}; "
+                              f"seed {seed}) the test accuracy is {acc:.1%}, below {MIN_ACCURACY:.0%}",
+                likely=LOW_ACCURACY,
+                hint="check that gradients can flow (ReLU, not a step function) and that the layers fit together")
+    fb.passed(f"{n_params} parameters, test accuracy {acc:.1%} after {EPOCHS} epochs ({seconds:.1f} s)")
