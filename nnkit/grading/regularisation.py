@@ -102,16 +102,21 @@ def _nnkit_trajectory(A, b, theta0, lr, momentum, steps) -> np.ndarray:
 
 
 def _torch_trajectory(lr, momentum, steps):
+    """The same run with PyTorch's SGD update: ``torch.optim.sgd.sgd``, the function ``torch.optim.SGD.step``
+    calls (called directly: the optimizer class's first step imports the compiler, about 2 s)."""
     def run(A, b, theta0):
         import torch  # noqa: PLC0415
+        from torch.optim.sgd import sgd  # noqa: PLC0415
 
         theta = theta0.detach().clone().requires_grad_(True)
-        opt = torch.optim.SGD([theta], lr=lr, momentum=momentum)
+        buffers = [None]
         out = []
         for _ in range(steps):
-            opt.zero_grad()
+            theta.grad = None
             (0.5 * theta @ A @ theta - b @ theta).backward()
-            opt.step()
+            with torch.no_grad():
+                sgd([theta], [theta.grad], buffers, weight_decay=0.0, momentum=momentum, lr=lr, dampening=0.0,
+                    nesterov=False, maximize=False, foreach=False)
             out.append(theta.detach().clone())
         return torch.stack(out)
 
