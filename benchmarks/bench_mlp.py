@@ -20,6 +20,8 @@ def _parse() -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=200, help="timed steps per library (after warm-up)")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--sizes", default="784,256,256,10", help="layer widths, input first")
+    ap.add_argument("--input-grad", action="store_true",
+                    help="also compute ∂L/∂x of the data in both libraries (x.requires_grad in PyTorch)")
     return ap.parse_args()
 
 
@@ -80,7 +82,7 @@ def main() -> None:
 
     def nnkit_step():
         loss = criterion.forward(model.forward(x), y)
-        model.backward(criterion.backward(), input_grad=False)  # like PyTorch: x needs no gradient
+        model.backward(criterion.backward(), input_grad=args.input_grad)  # as PyTorch: no ∂L/∂x unless asked
         opt.step()
         opt.zero_grad()
         return loss
@@ -88,13 +90,14 @@ def main() -> None:
     twin = nk.parity.to_torch(model, dtype=torch.float32)
     t_criterion = torch.nn.CrossEntropyLoss()
     t_opt = torch.optim.SGD(twin.parameters(), lr=0.01, momentum=0.9)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    xt, yt = torch.from_numpy(x).requires_grad_(args.input_grad), torch.from_numpy(y)
 
     def torch_step():
         loss = t_criterion(twin(xt), yt)
         loss.backward()
         t_opt.step()
         t_opt.zero_grad()
+        xt.grad = None
         return loss
 
     # float32 end to end: no layer may upcast
@@ -107,7 +110,8 @@ def main() -> None:
     t = time_steps({"nnkit": nnkit_step, "torch": torch_step}, args.repeats)
     med = {name: float(np.median(v)) for name, v in t.items()}
     best = {name: float(np.min(v)) for name, v in t.items()}
-    print(f"MLP {'-'.join(map(str, sizes))}, ReLU, cross entropy, SGD momentum, batch {args.batch}, float32")
+    print(f"MLP {'-'.join(map(str, sizes))}, ReLU, cross entropy, SGD momentum, batch {args.batch}, float32, "
+          f"∂L/∂x of the data {'computed' if args.input_grad else 'not computed'}")
     print(f"threads: numpy BLAS {blas_threads()}; torch.get_num_threads() = {torch.get_num_threads()}")
     print(f"numpy {np.__version__}, torch {torch.__version__}; {args.repeats} steps each, taking turns")
     print(f"nnkit  : median {med['nnkit'] * 1e3:7.3f} ms/step   (fastest {best['nnkit'] * 1e3:.3f})")
