@@ -1,0 +1,479 @@
+"""Convolution and max-pooling, forward and backward, each written twice.
+
+* ``*_naive``: the loops of the lecture equations, one output position at a time. Slow, but
+  they read like the notes, and the tests use them as an oracle for the fast versions.
+* ``*_fast``: the same numbers from whole-array numpy (im2col + one matrix product per chunk of
+  the batch, strided views for pooling). These are what ``nk.Conv2d`` and ``nk.MaxPool2d`` use
+  by default; they keep float32 in float32.
+
+Every function follows the CS231n convention: ``forward(...)`` returns ``(out, cache)``, and
+``backward(dout, cache)`` takes the upstream gradient ∂L/∂out and returns the gradient of every
+input. Arrays are NCHW: N examples, C channels, H rows, W columns.
+
+Notation (the notes' convolutional layer, indices from 0 and with stride s and padding p):
+layer ℓ reads a = a^{ℓ−1}, zero-padded by p on each side, and computes
+
+    z[n, f′, i′, j′] = b[f′] + Σ_f Σ_i Σ_j a[n, f, s·i′ + i, s·j′ + j] · W[f′, f, i, j]
+
+(a cross-correlation, as in the notes and in PyTorch: the kernel is not flipped). With
+δ = ∂L/∂z the backward equations are
+
+    ∂L/∂W[f′, f, i, j]  = Σ_n Σ_{i′,j′} δ[n, f′, i′, j′] · a[n, f, s·i′ + i, s·j′ + j]
+    ∂L/∂b[f′]           = Σ_n Σ_{i′,j′} δ[n, f′, i′, j′]
+    ∂L/∂a[n, f, r, c]   = Σ_{f′} Σ_{(i′,j′): r = s·i′+i, c = s·j′+j} δ[n, f′, i′, j′] · W[f′, f, i, j]
+
+(the notes write the last one as Σ δ_{i′j′f′} w_{i−i′+1, j−j′+1, f}: every output whose window
+covers input position (r, c) sends back its δ times the weight that connected them).
+
+Max-pooling over the window Ω(i′, j′) of each output:
+
+    out[n, c, i′, j′] = max_{(r, q) ∈ Ω(i′, j′)} a[n, c, r, q]
+    ∂L/∂a[n, c, r, q] = Σ_{(i′,j′)} δ[n, c, i′, j′] · 𝟙[(r, q) = argmax over Ω(i′, j′)]
+
+Where the maximum is not unique the notes say the derivative is undefined; nnkit picks, as
+PyTorch does, the *first* maximum in row-major order of the window, and windows that overlap
+(stride < kernel) add their gradients into the positions they share.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from ..errors import ShapeError, describe
+
+__all__ = [
+    "conv2d",
+    "conv2d_backward_fast",
+    "conv2d_backward_naive",
+    "conv2d_forward_fast",
+    "conv2d_forward_naive",
+    "conv_output_size",
+    "max_pool2d",
+    "maxpool2d_backward_fast",
+    "maxpool2d_backward_naive",
+    "maxpool2d_forward_fast",
+    "maxpool2d_forward_naive",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# geometry and argument checks shared by both implementations and by the layers
+# --------------------------------------------------------------------------------------------
+def _pair(value, name: str, minimum: int) -> tuple[int, int]:
+    """``3`` → ``(3, 3)``; ``(3, 2)`` stays; anything else is a clear error."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        pair = (int(value), int(value))
+    elif (isinstance(value, (tuple, list)) and len(value) == 2
+          and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)):
+        pair = (int(value[0]), int(value[1]))
+    else:
+        raise TypeError(f"{name} must be an int or a pair of ints (rows, columns), got {value!r}")
+    if min(pair) < minimum:
+        raise ValueError(f"{name} must be ≥ {minimum}, got {value!r}")
+    return pair
+
+
+def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
+    """Output length along one axis: ⌊(size + 2·padding − kernel) / stride⌋ + 1."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _check_images(x: np.ndarray, who: str, what: str = "input") -> None:
+    if x.ndim != 4:
+        hint = " For a single image use x[None] to add the batch axis." if x.ndim == 3 else ""
+        raise ShapeError(
+            f"{who}: expected a batch of images of shape (N, C, H, W), got {what} of {describe(x)}.{hint}"
+        )
+
+
+def _output_hw(x_shape, kernel, stride, padding, who: str) -> tuple[int, int]:
+    """(H_out, W_out), or a ShapeError when the kernel does not fit in the padded input."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    H, W = x_shape[2], x_shape[3]
+    if H + 2 * ph < kh or W + 2 * pw < kw:
+        raise ShapeError(
+            f"{who}: the {kh}×{kw} kernel does not fit in the input: input of shape {tuple(x_shape)} has "
+            f"spatial size {H}×{W}, {H + 2 * ph}×{W + 2 * pw} after padding {(ph, pw)}. The padded input must be "
+            "at least as large as the kernel."
+        )
+    return conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw)
+
+
+def _conv_args(x, w, b, stride, padding, who: str = "conv2d"):
+    x, w = np.asarray(x), np.asarray(w)
+    _check_images(x, who)
+    if w.ndim != 4:
+        raise ShapeError(f"{who}: weight must have shape (out_channels, in_channels, kh, kw), got {describe(w)}")
+    if x.shape[1] != w.shape[1]:
+        raise ShapeError(
+            f"{who}: input has {x.shape[1]} channels (shape {x.shape}) but the weight of shape {w.shape} "
+            f"expects {w.shape[1]} input channels."
+        )
+    if b is not None:
+        b = np.asarray(b)
+        if b.shape != (w.shape[0],):
+            raise ShapeError(f"{who}: bias must have shape ({w.shape[0]},) to match the weight {w.shape}, got {describe(b)}")
+    stride, padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
+    out_hw = _output_hw(x.shape, w.shape[2:], stride, padding, who)
+    return x, w, b, stride, padding, out_hw
+
+
+def _pool_args(x, kernel_size, stride, padding, who: str = "max_pool2d"):
+    x = np.asarray(x)
+    _check_images(x, who)
+    kernel = _pair(kernel_size, "kernel_size", 1)
+    stride = kernel if stride is None else _pair(stride, "stride", 1)
+    padding = _pair(padding, "padding", 0)
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+        raise ValueError(
+            f"{who}: padding {padding} must be at most half the kernel size {kernel} (as in PyTorch), "
+            "otherwise a window could hold nothing but padding."
+        )
+    out_hw = _output_hw(x.shape, kernel, stride, padding, who)
+    return x, kernel, stride, padding, out_hw
+
+
+def _pad(x: np.ndarray, padding: tuple[int, int], value: float = 0.0) -> np.ndarray:
+    ph, pw = padding
+    if ph == 0 and pw == 0:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+
+
+def _unpad(xp: np.ndarray, padding: tuple[int, int]) -> np.ndarray:
+    ph, pw = padding
+    return xp[:, :, ph:xp.shape[2] - ph, pw:xp.shape[3] - pw]
+
+
+# --------------------------------------------------------------------------------------------
+# convolution, naive: the notes' equations, one output position at a time
+# --------------------------------------------------------------------------------------------
+def conv2d_forward_naive(x, w, b=None, stride=1, padding=0):
+    """z[n, f′, i′, j′] = b[f′] + Σ_f Σ_i Σ_j a[n, f, s·i′ + i, s·j′ + j] · W[f′, f, i, j].
+
+    Inputs:
+      x: (N, C, H, W) input a^{ℓ−1}
+      w: (F, C, kh, kw) filters (PyTorch's layout: out, in, rows, columns)
+      b: (F,) biases, or None
+      stride, padding: int or (rows, columns); the input is zero-padded by ``padding``
+
+    Returns ``(out, cache)``: out (N, F, H_out, W_out) with H_out = ⌊(H + 2p − kh)/s⌋ + 1,
+    cache = what ``conv2d_backward_naive`` needs (padded input, weight, geometry).
+    """
+    x, w, b, stride, padding, (Ho, Wo) = _conv_args(x, w, b, stride, padding, "conv2d_forward_naive")
+    (sh, sw), (kh, kw) = stride, w.shape[2:]
+    N, F = x.shape[0], w.shape[0]
+    xp = _pad(x, padding)
+    out = np.zeros((N, F, Ho, Wo), dtype=np.result_type(x, w))
+    for n in range(N):
+        for f in range(F):                     # output channel f′
+            for i in range(Ho):                # output row i′
+                for j in range(Wo):            # output column j′
+                    window = xp[n, :, i * sh:i * sh + kh, j * sw:j * sw + kw]  # a[n, :, s·i′ + i, s·j′ + j]
+                    out[n, f, i, j] = np.sum(window * w[f])                  # Σ_f Σ_i Σ_j a · W[f′]
+                    if b is not None:
+                        out[n, f, i, j] += b[f]
+    return out, (xp, w, b is not None, stride, padding)
+
+
+def conv2d_backward_naive(dout, cache):
+    """Gradients of the convolution, one output position at a time.
+
+    Inputs:
+      dout: (N, F, H_out, W_out) upstream gradient δ = ∂L/∂z
+      cache: from ``conv2d_forward_naive``
+
+    Returns ``(dx, dw, db)``: dx (N, C, H, W) = ∂L/∂a^{ℓ−1}, dw (F, C, kh, kw) = ∂L/∂W,
+    db (F,) = ∂L/∂b (None when the forward had no bias).
+
+    Each output z[n, f′, i′, j′] was a sum of (input in its window) × (weight), so it sends
+    δ[n, f′, i′, j′] × input to the weight gradient, δ × weight back to each input in its
+    window, and δ itself to b[f′]: the notes' three sums, accumulated output by output.
+    """
+    xp, w, has_bias, (sh, sw), padding = cache
+    dout = np.asarray(dout)
+    N, F, Ho, Wo = dout.shape
+    kh, kw = w.shape[2:]
+    dxp = np.zeros(xp.shape, dtype=np.result_type(xp, w, dout))
+    dw = np.zeros(w.shape, dtype=dxp.dtype)
+    db = np.zeros(F, dtype=dxp.dtype) if has_bias else None
+    for n in range(N):
+        for f in range(F):
+            for i in range(Ho):
+                for j in range(Wo):
+                    delta = dout[n, f, i, j]                                  # δ[n, f′, i′, j′]
+                    rows, cols = slice(i * sh, i * sh + kh), slice(j * sw, j * sw + kw)
+                    dw[f] += delta * xp[n, :, rows, cols]                     # ∂L/∂W += δ · a
+                    dxp[n, :, rows, cols] += delta * w[f]                     # ∂L/∂a += δ · W
+                    if has_bias:
+                        db[f] += delta                                        # ∂L/∂b += δ
+    return np.ascontiguousarray(_unpad(dxp, padding)), dw, db
+
+
+# --------------------------------------------------------------------------------------------
+# convolution, fast: im2col on a flattened padded image, one matrix product per chunk
+# --------------------------------------------------------------------------------------------
+# Layout. Each channel of the whole batch is stored as one flat, zero-padded row: image n's
+# padded rows (length R ≥ W + 2p, a multiple of s_w) one after another, image n at offset n·L.
+# Output position (i′, j′) of image n with kernel offset (i, j) then reads flat index
+#     n·L + (s_h·i′ + i)·R + s_w·j′ + j  =  n·L + (i·R + j) + s_w·q,   q = i′·M + j′,  M = s_h·R/s_w,
+# so for one offset (i, j) the inputs of *all* output positions are one strided slice of the
+# row. im2col is one `as_strided` view copied once, and col2im is kh·kw additions of long
+# rows — instead of millions of W_out-long pieces, which is what makes naive numpy im2col slow.
+# The price: positions j′ ≥ W_out (and, in the backward, rows i′ ≥ H_out up to the next image)
+# are computed too. They read neighbouring pixels and are thrown away; in the backward they
+# get δ = 0, so they add nothing. The batch is processed in chunks that keep the column
+# matrix in cache; the backward rebuilds a chunk's columns instead of storing them all.
+
+_CHUNK_BYTES = 4 << 20  # column matrix of one chunk: about the size of the L2/L3 cache
+
+
+class _FlatGeometry:
+    """Sizes of the flat layout and of the column matrices for one convolution."""
+
+    def __init__(self, x_shape, w_shape, stride, padding, out_hw, itemsize):
+        N, C, H, W = x_shape
+        F, _, kh, kw = w_shape
+        (sh, sw), (ph, pw), (Ho, Wo) = stride, padding, out_hw
+        R = -(-(W + 2 * pw) // sw) * sw            # length of a padded row, a multiple of s_w
+        M = sh * R // sw                            # positions per output row (≥ W_out)
+        rows = max(H + 2 * ph, Ho * sh)             # padded rows per image
+        self.__dict__.update(N=N, C=C, H=H, W=W, F=F, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw,
+                             Ho=Ho, Wo=Wo, R=R, M=M, rows=rows)
+        self.L = rows * R                           # flat length of one padded image
+        self.P = Ho * M                             # positions per image in the forward
+        self.Q = self.L // sw                       # positions per image in col2im (whole images)
+        self.total = N * self.L + (kh - 1) * R + kw  # flat row length, with room for the last shifts
+        self.K = C * kh * kw                        # rows of the column matrix
+        most = max(1, _CHUNK_BYTES // max(1, self.K * self.Q * itemsize))
+        self.chunk = -(-N // -(-N // most)) if N else 1   # examples per chunk, chunks of equal size
+
+    def _images(self, flat: np.ndarray) -> np.ndarray:
+        """The (C, N, H, W) pixels inside the flat rows (a view)."""
+        grid = flat[:, :self.N * self.L].reshape(self.C, self.N, self.rows, self.R)
+        return grid[:, :, self.ph:self.ph + self.H, self.pw:self.pw + self.W]
+
+    def flatten(self, x: np.ndarray, dtype) -> np.ndarray:
+        """x (N, C, H, W) → zero-padded flat rows (C, total)."""
+        flat = np.zeros((self.C, self.total), dtype=dtype)
+        self._images(flat)[...] = x.transpose(1, 0, 2, 3)
+        return flat
+
+    def unflatten(self, flat: np.ndarray) -> np.ndarray:
+        """Flat rows (C, total) → (N, C, H, W) (a copy)."""
+        return np.ascontiguousarray(self._images(flat).transpose(1, 0, 2, 3))
+
+    def columns(self, xf: np.ndarray, n0: int, m: int, out: np.ndarray) -> np.ndarray:
+        """im2col of images n0 … n0+m−1: cols[(f, i, j), (n, q)] = xf[f, (n0+n)·L + i·R + j + s_w·q],
+        q < P, as a (K, m·P) matrix written into the buffer ``out``."""
+        rows = xf[:, n0 * self.L:]
+        e = xf.itemsize
+        view = as_strided(rows, (self.C, self.kh, self.kw, m, self.P),
+                          (xf.strides[0], self.R * e, e, self.L * e, self.sw * e), writeable=False)
+        cols = out[:self.K * m * self.P].reshape(self.C, self.kh, self.kw, m, self.P)
+        np.copyto(cols, view)
+        return cols.reshape(self.K, m * self.P)
+
+    def add_columns(self, dxf: np.ndarray, n0: int, dcols: np.ndarray) -> None:
+        """col2im, the transpose of ``columns``: add dcols[(f, i, j), (n, q)], q < Q, back onto
+        dxf[f, (n0+n)·L + i·R + j + s_w·q] — one long strided slice per kernel offset (i, j)."""
+        dcols = dcols.reshape(self.C, self.kh, self.kw, -1)
+        span = self.sw * (dcols.shape[-1] - 1) + 1
+        for i in range(self.kh):
+            for j in range(self.kw):
+                start = n0 * self.L + i * self.R + j
+                dxf[:, start:start + span:self.sw] += dcols[:, i, j]
+
+
+def conv2d_forward_fast(x, w, b=None, stride=1, padding=0):
+    """The same convolution as ``conv2d_forward_naive``, as matrix products (im2col + GEMM).
+
+    Inputs:
+      x: (N, C, H, W); w: (F, C, kh, kw); b: (F,) or None; stride, padding: int or pair.
+
+    Returns ``(out, cache)``: out (N, F, H_out, W_out) in the dtype of x and w (float32 stays
+    float32); cache holds the padded, flattened input, the weight and the geometry.
+
+    For each chunk of the batch the input windows are copied into the columns of a matrix
+    ``cols`` of shape (C·kh·kw, positions), so that the layer is one product
+    ``z = W_mat @ cols`` with W_mat = w.reshape(F, C·kh·kw).
+    """
+    x, w, b, stride, padding, out_hw = _conv_args(x, w, b, stride, padding, "conv2d_forward_fast")
+    dtype = np.result_type(x, w)
+    g = _FlatGeometry(x.shape, w.shape, stride, padding, out_hw, np.dtype(dtype).itemsize)
+    xf = g.flatten(x, dtype)
+    w_mat = w.reshape(g.F, g.K).astype(dtype, copy=False)
+    bias = np.zeros((g.F, 1, 1, 1), dtype) if b is None else b.astype(dtype).reshape(g.F, 1, 1, 1)
+    out = np.empty((g.N, g.F, g.Ho, g.Wo), dtype=dtype)
+    cols_buffer = np.empty(g.K * g.chunk * g.P, dtype=dtype)
+    z_buffer = np.empty(g.F * g.chunk * g.P, dtype=dtype)
+    for n0 in range(0, g.N, g.chunk):
+        m = min(g.chunk, g.N - n0)
+        cols = g.columns(xf, n0, m, cols_buffer)                          # (K, m·P)
+        z = np.matmul(w_mat, cols, out=z_buffer[:g.F * m * g.P].reshape(g.F, m * g.P))
+        z = z.reshape(g.F, m, g.Ho, g.M)[:, :, :, :g.Wo]                   # drop the extra positions
+        np.add(z, bias, out=out[n0:n0 + m].transpose(1, 0, 2, 3))          # z + b, stored as NCHW
+    return out, (xf, w_mat, w.shape, b is not None, g)
+
+
+def conv2d_backward_fast(dout, cache):
+    """Gradients of ``conv2d_forward_fast`` (same returns as ``conv2d_backward_naive``).
+
+    Inputs: dout (N, F, H_out, W_out) = δ; cache from the forward.
+    Returns ``(dx, dw, db)`` with shapes (N, C, H, W), (F, C, kh, kw), (F,) or None.
+
+    With z = W_mat @ cols (one chunk): ∂L/∂W_mat = δ colsᵀ, summed over the chunks (computed
+    as its transpose cols δᵀ, which is faster); ∂L/∂cols = W_matᵀ δ, and col2im adds each
+    column back onto the input it was copied from; ∂L/∂b = Σ δ.
+    """
+    xf, w_mat, w_shape, has_bias, g = cache
+    dout = np.asarray(dout)
+    if dout.shape != (g.N, g.F, g.Ho, g.Wo):
+        raise ShapeError(f"conv2d_backward_fast: dout must have shape {(g.N, g.F, g.Ho, g.Wo)}, got {describe(dout)}")
+    dtype = np.result_type(xf, dout)
+    dxf = np.zeros((g.C, g.total), dtype=dtype)
+    dw_t = np.zeros((g.K, g.F), dtype=dtype)                       # ∂L/∂W_matᵀ
+    w_mat_t = w_mat.T.astype(dtype, copy=False)
+    cols_buffer = np.empty(g.K * g.chunk * g.P, dtype=xf.dtype)
+    dcols_buffer = np.empty(g.K * g.chunk * g.Q, dtype=dtype)
+    # δ laid out like the columns, zero at the extra positions: transposed (n, q, f) for ∂L/∂W,
+    # and (f, n, q) over whole images for col2im
+    delta_t = np.zeros((g.chunk, g.Ho, g.M, g.F), dtype=dtype)
+    delta = np.zeros((g.F, g.chunk, g.Q), dtype=dtype)
+    for n0 in range(0, g.N, g.chunk):
+        m = min(g.chunk, g.N - n0)
+        d_out = dout[n0:n0 + m]
+        d_t = delta_t[:m]
+        d_t[:, :, :g.Wo] = d_out.transpose(0, 2, 3, 1)
+        dw_t += g.columns(xf, n0, m, cols_buffer) @ d_t.reshape(m * g.P, g.F)    # ∂L/∂W_matᵀ = cols δᵀ
+        d = delta[:, :m]
+        d[:, :, :g.P].reshape(g.F, m, g.Ho, g.M)[:, :, :, :g.Wo] = d_out.transpose(1, 0, 2, 3)
+        dcols = np.matmul(w_mat_t, d.reshape(g.F, m * g.Q),
+                          out=dcols_buffer[:g.K * m * g.Q].reshape(g.K, m * g.Q))  # ∂L/∂cols = W_matᵀ δ
+        g.add_columns(dxf, n0, dcols)                                              # col2im
+    db = dout.sum(axis=(0, 2, 3)) if has_bias else None
+    return g.unflatten(dxf), np.ascontiguousarray(dw_t.T).reshape(w_shape), db
+
+
+def conv2d(x, w, b=None, stride=1, padding=0):
+    """``torch.nn.functional.conv2d`` for NCHW arrays: the output only (fast implementation)."""
+    return conv2d_forward_fast(x, w, b, stride, padding)[0]
+
+
+# --------------------------------------------------------------------------------------------
+# max-pooling, naive: one window at a time
+# --------------------------------------------------------------------------------------------
+def maxpool2d_forward_naive(x, kernel_size, stride=None, padding=0):
+    """out[n, c, i′, j′] = max over the window Ω(i′, j′) of a[n, c, ·, ·].
+
+    Inputs:
+      x: (N, C, H, W); kernel_size, stride (default: kernel_size), padding: int or pair.
+      Padding adds −∞ (it never wins a max), at most half the kernel on each side.
+
+    Returns ``(out, cache)``: out (N, C, H_out, W_out); cache holds, for every output, the
+    position of its maximum (the first one in row-major window order, as PyTorch chooses).
+    """
+    x, kernel, (sh, sw), padding, (Ho, Wo) = _pool_args(x, kernel_size, stride, padding, "maxpool2d_forward_naive")
+    kh, kw = kernel
+    N, C = x.shape[:2]
+    xp = _pad(x, padding, value=-np.inf)
+    out = np.empty((N, C, Ho, Wo), dtype=x.dtype)
+    argmax = np.empty((N, C, Ho, Wo, 2), dtype=np.intp)        # (row, column) in the padded input
+    for n in range(N):
+        for c in range(C):
+            for i in range(Ho):
+                for j in range(Wo):
+                    window = xp[n, c, i * sh:i * sh + kh, j * sw:j * sw + kw]
+                    r, q = np.unravel_index(np.argmax(window), window.shape)  # first maximum
+                    out[n, c, i, j] = window[r, q]
+                    argmax[n, c, i, j] = (i * sh + r, j * sw + q)
+    return out, (xp.shape, argmax, padding)
+
+
+def maxpool2d_backward_naive(dout, cache):
+    """∂L/∂a[n, c, r, q] = Σ over windows whose arg-max is (r, q) of δ[n, c, i′, j′].
+
+    Inputs: dout (N, C, H_out, W_out); cache from ``maxpool2d_forward_naive``.
+    Returns dx (N, C, H, W): zero except at arg-max positions.
+    """
+    xp_shape, argmax, padding = cache
+    dout = np.asarray(dout)
+    N, C, Ho, Wo = dout.shape
+    dxp = np.zeros(xp_shape, dtype=dout.dtype)
+    for n in range(N):
+        for c in range(C):
+            for i in range(Ho):
+                for j in range(Wo):
+                    r, q = argmax[n, c, i, j]
+                    dxp[n, c, r, q] += dout[n, c, i, j]   # overlapping windows accumulate
+    return np.ascontiguousarray(_unpad(dxp, padding))
+
+
+# --------------------------------------------------------------------------------------------
+# max-pooling, fast: one pass per kernel offset over strided views of the whole batch
+# --------------------------------------------------------------------------------------------
+def _window_offset(xp: np.ndarray, r: int, q: int, stride, out_hw) -> np.ndarray:
+    """The element at offset (r, q) of every window: a strided view of shape (N, C, H_out, W_out)."""
+    (sh, sw), (Ho, Wo) = stride, out_hw
+    return xp[:, :, r:r + sh * (Ho - 1) + 1:sh, q:q + sw * (Wo - 1) + 1:sw]
+
+
+def maxpool2d_forward_fast(x, kernel_size, stride=None, padding=0):
+    """The same pooling as ``maxpool2d_forward_naive`` (same inputs, out and tie rule).
+
+    Instead of visiting windows one by one it visits the kh·kw *offsets* inside a window: the
+    element at offset (r, q) of every window is one strided view of the input, and a running
+    maximum over these views (strict ``>``, so the first maximum stays) gives both the output
+    and, as an integer 0 … kh·kw−1 per output, which offset won. When the windows tile the
+    input (stride = kernel, no padding) the input is simply reshaped to
+    (N, C, H_out, kh, W_out, kw) and the offsets are its slices [:, :, :, r, :, q].
+    A NaN in a window wins it (the output is NaN), as in PyTorch.
+    """
+    x, kernel, stride, padding, out_hw = _pool_args(x, kernel_size, stride, padding, "maxpool2d_forward_fast")
+    (kh, kw), (Ho, Wo) = kernel, out_hw
+    if stride == kernel and padding == (0, 0):
+        tiles = x[:, :, :Ho * kh, :Wo * kw].reshape(x.shape[0], x.shape[1], Ho, kh, Wo, kw)
+        offset = lambda r, q: tiles[:, :, :, r, :, q]  # noqa: E731
+    else:
+        xp = _pad(x, padding, value=-np.inf)
+        offset = lambda r, q: _window_offset(xp, r, q, stride, out_hw)  # noqa: E731
+    out = offset(0, 0).copy()
+    which = np.zeros(out.shape, dtype=np.min_scalar_type(kh * kw - 1))
+    nan_aware = x.size > 0 and np.isnan(x.max())           # max is NaN iff x holds a NaN
+    wins = np.empty(out.shape, dtype=bool)
+    for t in range(1, kh * kw):
+        v = offset(*divmod(t, kw))
+        np.greater(v, out, out=wins)                  # strictly greater: ties keep the earlier one
+        if nan_aware:
+            wins |= np.isnan(v) & ~np.isnan(out)      # the first NaN wins and stays
+        np.maximum(out, v, out=out)                   # (np.maximum propagates NaN)
+        which += wins * (t - which)                   # which = t where v won (cheaper than np.where)
+    return out, (x.shape, which, kernel, stride, padding)
+
+
+def maxpool2d_backward_fast(dout, cache):
+    """Gradient of ``maxpool2d_forward_fast``: for each offset (r, q), the outputs whose maximum
+    sat there add their δ to that position of their window. Returns dx (N, C, H, W)."""
+    x_shape, which, (kh, kw), stride, padding = cache
+    dout = np.asarray(dout)
+    if dout.shape != which.shape:
+        raise ShapeError(f"maxpool2d_backward_fast: dout must have shape {which.shape}, got {describe(dout)}")
+    N, C, H, W = x_shape
+    (ph, pw), out_hw = padding, which.shape[2:]
+    dxp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=dout.dtype)
+    overlap = stride[0] < kh or stride[1] < kw
+    finite = bool(np.isfinite(dout).all())            # then (which == t) * δ is exact and cheap
+    for t in range(kh * kw):
+        hit = which == t
+        routed = hit * dout if finite else np.where(hit, dout, np.zeros((), dout.dtype))
+        view = _window_offset(dxp, *divmod(t, kw), stride, out_hw)
+        if overlap:
+            view += routed                            # overlapping windows accumulate
+        else:
+            view[...] = routed
+    return np.ascontiguousarray(_unpad(dxp, padding)) if padding != (0, 0) else dxp
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0):
+    """``torch.nn.functional.max_pool2d`` for NCHW arrays: the output only (fast implementation)."""
+    return maxpool2d_forward_fast(x, kernel_size, stride, padding)[0]
