@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import queue
 import time
 from pathlib import Path
 
@@ -10,6 +11,29 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
 _MARK = "__NNKIT_VALUES__"
+
+
+def _poll_in_short_steps(client: nbclient.NotebookClient, interval: float = 0.5) -> None:
+    """Make the kernel client wait for messages in steps of ``interval`` seconds.
+
+    With ipywidgets, a message that has already arrived sometimes wakes no one (the zmq.asyncio
+    poll misses it; jupyter/nbclient#312), and a cell then waits its whole timeout before it is
+    seen. Short polls keep the deadline but notice such a message within ``interval``.
+    """
+    for channel in (client.kc.shell_channel, client.kc.iopub_channel):
+        original = channel.get_msg
+
+        async def get_msg(timeout=None, _original=original):
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                step = interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic()))
+                try:
+                    return await _original(timeout=step)
+                except queue.Empty:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise
+
+        channel.get_msg = get_msg
 
 
 def execute_notebook(path: str | Path, *, timeout: int = 60, extra_cells: tuple[str, ...] = (),
@@ -27,6 +51,7 @@ def execute_notebook(path: str | Path, *, timeout: int = 60, extra_cells: tuple[
         nb, timeout=timeout, kernel_name="python3", iopub_timeout=10,
         resources={"metadata": {"path": str(cwd or path.parent)}},
     )
+    client.on_notebook_start = lambda **_: _poll_in_short_steps(client)
     start = time.perf_counter()
     client.execute()
     return nb, time.perf_counter() - start
