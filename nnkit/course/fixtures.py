@@ -238,7 +238,7 @@ HOSTILE = {
         def square(x):
             hoard = []
             while True:
-                hoard.append(np.ones(1 << 24))   # 128 MiB at a time, touched
+                hoard.append(np.empty(1 << 26))   # 512 MiB at a time
         """, _pts(test_square=0.0)),
     # sys.exit in a solution cell: IPython reports it, grading continues
     "sys_exit": ("add", """
@@ -262,6 +262,9 @@ HOSTILE = {
             except OSError as e:
                 print("HOSTILE kill", target, ":", type(e).__name__)
         os.kill(-1, signal.SIGKILL)     # every other process of this user (there is none)
+        import sys, time
+        sys.stdout.flush()
+        time.sleep(1)                   # let the output reach the grader before the end
         os.kill(os.getpid(), signal.SIGKILL)
         """, _pts(test_add=0.0)),
     # writes outside its folder and reads what it must not
