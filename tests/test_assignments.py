@@ -55,7 +55,7 @@ from assignment_utils import (
 _ONLY = [a for a in os.environ.get("NNKIT_ASSIGNMENTS", "").split(",") if a]
 ASSIGNMENTS = [a for a in assignment_names() if not _ONLY or a in _ONLY]
 MUTATIONS = mutation_tables()
-JOBS = int(os.environ.get("NNKIT_GRADING_JOBS", "2"))
+JOBS = int(os.environ.get("NNKIT_GRADING_JOBS", str(min(4, max(2, os.cpu_count() or 2)))))
 # nbgrader 0.9.6 with SQLAlchemy 2.1 warns "Object of type <SubmittedAssignment> not in session": noise.
 pytestmark = pytest.mark.filterwarnings("ignore:Object of type:Warning")
 TIMINGS: dict[str, float] = {}
@@ -244,7 +244,8 @@ LOOP_TIMEOUT = 5
 
 @pytest.fixture(scope="module")
 def small_course(tmp_path_factory):
-    """First assignment only, short time limit; a correct, a blank and a looping submission."""
+    """First assignment only, short time limit: a correct (alice), a blank (bob), a looping (carol)
+    and a wrong (dave: the first planted bug of the first question) submission."""
     assignment = ASSIGNMENTS[0]
     course = Course.create(tmp_path_factory.mktemp("small") / "nnkit", [assignment], timeout=LOOP_TIMEOUT)
     perfect = answered(assignment, course.root)
@@ -253,6 +254,9 @@ def small_course(tmp_path_factory):
     course.submit(assignment, "alice", perfect)
     course.submit(assignment, "bob", course.release(assignment))
     course.submit(assignment, "carol", loop)
+    first = questions(perfect)[0]
+    _bug, source, _phrase = MUTATIONS[assignment][first][0]
+    course.submit(assignment, "dave", plant(perfect, first, source))
     start = time.perf_counter()
     results = course.autograde(assignment)
     TIMINGS["autograde (small course, 3 submissions)"] = time.perf_counter() - start
@@ -294,33 +298,59 @@ def test_grades_export_to_csv_with_every_student(small_course, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = list(csv.DictReader(out.open()))
-    assert {r["student_id"] for r in rows} == {"alice", "bob", "carol"}
+    assert {r["student_id"] for r in rows} == {"alice", "bob", "carol", "dave"}
     by = {r["student_id"]: r for r in rows}
     assert float(by["alice"]["raw_score"]) > float(by["carol"]["raw_score"]) > float(by["bob"]["raw_score"]) == 0
     assert all(r["assignment"] == assignment for r in rows)
 
 
 @pytest.mark.notebooks
-def test_feedback_shows_messages_but_no_hidden_tests(small_course):
+def test_feedback_names_the_bug_but_shows_no_hidden_test(small_course):
+    import html as html_lib
+
     course, assignment, _ = small_course
-    result = course.api().generate_feedback(assignment, "bob", force=True)
-    assert result["success"], result.get("error")
-    html = (course.root / "feedback" / "bob" / assignment / f"{assignment}.html").read_text()
-    assert "BEGIN HIDDEN TESTS" not in html and "hidden=True" not in html
-    assert "not implemented yet" in html
+    api = course.api()
+    source = nbformat.read(source_path(assignment), 4)
+    hidden_lines = {line.strip() for gid in autograded_ids(source)
+                    for line in cells_by_id(source)[gid].source.split(HIDDEN_BEGIN, 1)[1].splitlines()
+                    if line.strip() and line.strip() not in cells_by_id(source)[gid].source.split(HIDDEN_BEGIN, 1)[0]}
+    first = questions(source)[0]
+    _bug, _source, phrase = MUTATIONS[assignment][first][0]
+    for student, expected in (("bob", "not implemented yet"), ("dave", phrase)):
+        result = api.generate_feedback(assignment, student, force=True)
+        assert result["success"], result.get("error")
+        page = html_lib.unescape((course.root / "feedback" / student / assignment / f"{assignment}.html").read_text())
+        assert "BEGIN HIDDEN TESTS" not in page
+        leaked = [line for line in hidden_lines if line in page]
+        assert not leaked, f"feedback for {student} shows hidden test lines: {leaked}"
+        assert expected in page, f"feedback for {student} does not say {expected!r}"
+
+
+@pytest.mark.notebooks
+def test_nbgrader_validate_tells_a_self_learner_where_they_stand(small_course):
+    """`nbgrader validate` (the students' own check) passes an answered notebook, fails the release."""
+    from nbgrader.validator import Validator
+
+    course, assignment, _ = small_course
+    cfg = course.api().config
+    answered_path = course.root / "submitted" / "alice" / assignment / f"{assignment}.ipynb"
+    release_nb = course.root / "assignments" / assignment / f"{assignment}.ipynb"
+    assert Validator(config=cfg).validate(str(answered_path)) == {}
+    failed = Validator(config=cfg).validate(str(release_nb)).get("failed", [])
+    unanswered = [f for f in failed if "not implemented yet" in f["raw_error"]]
+    assert len(unanswered) == len(autograded_ids(course.release(assignment))), failed
 
 
 # --- self-learners: the release runs up to the first unanswered question ------------------------------
 @pytest.mark.notebooks
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_release_runs_to_its_first_unanswered_question(assignment):
+def test_release_runs_to_its_first_unanswered_question(assignment, tmp_path):
     """Execute the committed release cell by cell; the first error must be the first stub."""
     from nbclient import NotebookClient
 
-    path = release_path(assignment)
-    nb = nbformat.read(path, 4)
+    nb = nbformat.read(release_path(assignment), 4)
     client = NotebookClient(nb, timeout=60, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(path.parent)}})
+                            resources={"metadata": {"path": str(tmp_path)}})  # a student's own folder
     first_error = None
     with client.setup_kernel():
         for index, cell in enumerate(nb.cells):

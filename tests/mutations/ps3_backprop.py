@@ -69,9 +69,9 @@ MUTATIONS = {
          "sign flip"),
     ],
     "backward": [
+        # the message also names the bug ("missing f′(z) factor"; tests/test_grading.py checks that)
         ("missing f'(z) in hidden layers", _backward(delta_hidden="deltas[l + 1] @ Ws[l + 1]"),
          "δ² is wrong; δ³ was right"),
-        ("missing f'(z), named", _backward(delta_hidden="deltas[l + 1] @ Ws[l + 1]"), "missing f′(z) factor"),
         ("transposed W", _backward(delta_hidden="(deltas[l + 1] @ Ws[l + 1].T) * sigmoid_prime(Zs[l])"),
          "transposed W"),
         ("wrong layer's activations", _backward(dW="deltas[l].T @ As[l + 1]"), "wrong layer's activations"),
