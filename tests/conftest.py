@@ -5,6 +5,10 @@ import os
 
 import pytest
 
+# One BLAS/OpenMP thread per process: the test workers (pytest -n) and the notebook kernels they
+# start already keep every core busy; more threads than cores slow a notebook down up to 20×.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("PYTHONWARNINGS", "ignore")
 
