@@ -11,8 +11,8 @@ Prints, with numpy's BLAS and PyTorch both limited to the same number of threads
    number of epochs in float32 with ``nk.train.fit``, against the same network, the same
    initial weights and the same minibatches in PyTorch.
 
-On a machine shared with other jobs, ``--threads 1`` gives the steadiest figures: a
-multi-threaded BLAS then waits for busy cores at every matrix product. nnkit and PyTorch are
+One thread by default: on a machine shared with other jobs a multi-threaded BLAS waits for
+busy cores at every matrix product, and the figures mean little; ``--threads T`` uses T. nnkit and PyTorch are
 timed alternately, and the ratio is the median of the per-pair ratios.
 """
 from __future__ import annotations
@@ -25,7 +25,8 @@ import time
 
 def _parse():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="BLAS / PyTorch threads (default: all cores)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="BLAS and PyTorch threads (default 1; the machine has %d cores)" % (os.cpu_count() or 1))
     p.add_argument("--repeats", type=int, default=30, help="timed repetitions of the layer benchmark")
     p.add_argument("--epochs", type=int, default=10, help="epochs of the training benchmark")
     p.add_argument("--skip-training", action="store_true", help="only the layer benchmark")
