@@ -576,7 +576,8 @@ def check_fgsm(fgsm: Callable, *, hidden: bool = False) -> None:
         for device in available_devices():
             kind = device.split(":")[0]
             dtype = torch.float64 if kind == "cpu" else torch.float32
-            g = _input_grad_torch(model, loss_fn, x, y, device, dtype)
+            with quiet():
+                g = _input_grad_torch(model, loss_fn, x, y, device, dtype)
             ref = np.clip(x + eps * np.sign(g), 0, 1)
             reliable = np.abs(g) > (1e-12 if kind == "cpu" else 1e-5) * np.abs(g).max()
             mine = np.asarray(got, dtype=float)
