@@ -15,6 +15,7 @@ Environment variables:
     NNKIT_CELL_TIMEOUT    seconds a cell may run when grading (default 60)
 """
 import os
+import sys
 
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (
@@ -57,6 +58,11 @@ c.Execute.extra_arguments = [
 # right answer); the grading kernel inherits this environment.
 os.environ.setdefault("PYTHONWARNINGS", "ignore")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# nbgrader runs `alembic` (gradebook migrations) by name: find it beside this Python, so that
+# `.venv/bin/nbgrader ...` works without activating the virtual environment first.
+_bin = os.path.dirname(sys.executable)
+if _bin not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = _bin + os.pathsep + os.environ.get("PATH", "")
 
 # --- release ---------------------------------------------------------------------------------
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
