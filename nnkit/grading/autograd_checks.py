@@ -36,9 +36,13 @@ from .core import (
     check_against_torch,
     check_array,
     close,
+    numerical_gradient,
     quiet,
     seeded,
 )
+
+#: central differences (ε = 1e-6, float64) are accurate to about 1e-9; compared with this tolerance
+NUM_RTOL, NUM_ATOL = 1e-5, 1e-7
 
 __all__ = [
     "check_add_backward", "check_mul_backward", "check_function_rules", "check_backprop", "check_l_x",
@@ -270,6 +274,10 @@ def check_function_rules(sigmoid_backward: Callable, log_backward: Callable, *, 
                     _run_unary(None, fn, cases), probes=probes)
         check_against_torch(fb, f"a.grad for out = {fn}(a)", lambda c: _run_unary(rule, fn, c),
                             _torch_unary(fn), [cases], probes=probes)
+        f = (lambda a: 1.0 / (1.0 + np.exp(-a))) if fn == "sigmoid" else np.log
+        x, g, h = cases[:, 0], cases[:, 1], 1e-6
+        check_array(fb, f"a.grad for out = {fn}(a) against central differences g·({fn}(a + ε) − {fn}(a − ε))/2ε",
+                    got, g * (f(x + h) - f(x - h)) / (2 * h), rtol=NUM_RTOL, atol=NUM_ATOL, probes=probes)
         pre = seeded(25).uniform(-1, 1, len(cases))
         got = call(fb, lambda c: _run_unary(rule, fn, c, pre), cases, name=f"{name}(a, out)")
         check_array(fb, f"a.grad after {name} when a.grad already holds a gradient from another use", got,
@@ -320,6 +328,12 @@ HIDDEN_GRAPHS: dict[str, tuple[Callable, Sequence[float]]] = {
     "a graph with fan-out at other inputs": (_g_fanout, (-0.3, 0.9)),
     "a 40-step chain with a branch at every step": (_g_chain, (0.3, -0.8)),
 }
+
+
+def _evaluate(builder: Callable, values: np.ndarray) -> float:
+    """The root's value for these leaf values (the forward pass only)."""
+    V = _Value()
+    return builder(*[V(float(v)) for v in values]).data
 
 
 def _leaf_grads(builder: Callable, values: Sequence[float], backprop: Callable | None) -> np.ndarray:
@@ -429,6 +443,9 @@ def check_backprop(backprop: Callable, *, hidden: bool = False) -> None:
                     shape_hint="the leaves' gradients, then the root's")
         check_against_torch(fb, name, lambda v: _leaf_grads(builder, v, backprop), _torch_graph(builder),
                             [values], probes=probes)
+        numeric = numerical_gradient(lambda v: _evaluate(builder, v), values.copy())
+        check_array(fb, f"[{leaves}].grad after backprop(root) for {label}, against central differences", got[:n],
+                    numeric, rtol=NUM_RTOL, atol=NUM_ATOL, probes=probes)
     fb.passed("backprop on the notes' example, a tree, a graph with fan-out and the l_x(w) graph")
 
 
@@ -508,4 +525,7 @@ def check_l_x(l_x: Callable, *, hidden: bool = False) -> None:
         got = call(fb, run, w, name="l_x(w, x)")
         check_array(fb, name, got, expected, probes=probes, shape_hint="the loss, then one gradient per weight")
         check_against_torch(fb, name, run, _torch_l_x, [w, x], probes=probes)
+        numeric = numerical_gradient(lambda ww, x=x: float(np.logaddexp(0.0, -(ww @ x))), w.copy())  # −log σ(w·x)
+        check_array(fb, f"∂l/∂w for w of length {len(w)} against central differences", got[1:], numeric,
+                    rtol=NUM_RTOL, atol=NUM_ATOL, probes=probes[:2])
     fb.passed("l_x(w) = −log σ(w·x): its value and its gradient")

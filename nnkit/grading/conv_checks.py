@@ -37,6 +37,7 @@ from .core import (
     check_against_torch,
     check_array,
     close,
+    numerical_gradient,
     quiet,
     seeded,
     try_call,
@@ -60,6 +61,9 @@ NO_CONV = "no Conv2d layer"
 NO_POOL = "no MaxPool2d layer"
 LOW_ACCURACY = "test accuracy too low"
 TOO_BIG = "too many parameters"
+
+#: central differences (ε = 1e-6, float64) are accurate to about 1e-9; compared with this tolerance
+NUM_RTOL, NUM_ATOL = 1e-5, 1e-6
 
 _FLIP_HINT = ("the kernel is flipped: deep-learning 'convolution' (the notes, PyTorch) is a cross-correlation, "
               "z[i′, j′] = Σ a[s·i′ + i, s·j′ + j] · W[i, j], with no flip of W")
@@ -231,6 +235,14 @@ def check_conv_backward_loops(conv2d_backward_loops: Callable, *, hidden: bool =
         for got, ref, probes, name, hint in zip(result, (dx_ref, dW_ref, db_ref), (dx_probes, dW_probes, db_probes),
                                                 names, hints):
             check_array(fb, f"{name} from {label}", got, ref, probes=probes, shape_hint=hint, relations=False)
+        if x.size <= 200:  # dx and dW by central differences of Σ dout ⊙ conv(x, W)
+            for i, (arg, probes) in enumerate(((x, dx_probes), (W, dW_probes))):
+                def objective(a, i=i, dout=dout, x=x, W=W, s=stride, p=padding):
+                    return float(np.sum(dout * _ref_forward(*((a, W) if i == 0 else (x, a)), None, s, p)))
+
+                check_array(fb, f"{names[i]} from {label} against central differences of Σ dout ⊙ z",
+                            result[i], numerical_gradient(objective, arg.copy()), rtol=NUM_RTOL, atol=NUM_ATOL,
+                            probes=probes, relations=False)
 
         def student(dd, xx, WW, s=stride, p=padding):
             return _split_grads(fb, label, fn(dd, xx, WW, s, p))
@@ -372,6 +384,13 @@ def check_maxpool_backward(maxpool_backward: Callable, *, hidden: bool = False) 
         result = call(fb, maxpool_backward, dout, x, k, s, name=label)
         check_array(fb, f"dx from {label}", result, _ref_pool_backward(dout, x, k, s), probes=probes,
                     shape_hint="x's shape", relations=False)
+        if what == "distinct values":  # no ties: max-pooling is differentiable there
+            from nnkit.functional.conv import maxpool2d_forward_fast  # noqa: PLC0415
+
+            numeric = numerical_gradient(lambda a, dd=dout, kk=k, ss=s: float(np.sum(
+                dd * maxpool2d_forward_fast(a, kk, ss)[0])), x.copy())
+            check_array(fb, f"dx from {label} against central differences of Σ dout ⊙ maxpool(x)", result, numeric,
+                        rtol=NUM_RTOL, atol=NUM_ATOL, probes=probes, relations=False)
 
         def torch_fn(dd, xx, kk=k, ss=s):
             import torch  # noqa: PLC0415

@@ -38,6 +38,7 @@ from .core import (
     close,
     quiet,
     seeded,
+    torch_enabled,
     try_call,
 )
 
@@ -540,8 +541,6 @@ def check_fgsm(fgsm: Callable, *, hidden: bool = False) -> None:
     __tracebackhide__ = True
     import copy  # noqa: PLC0415
 
-    import torch  # noqa: PLC0415
-
     import nnkit as nk  # noqa: PLC0415
 
     fb = Feedback("fgsm", hidden=hidden)
@@ -573,7 +572,9 @@ def check_fgsm(fgsm: Callable, *, hidden: bool = False) -> None:
         check_array(fb, f"the adversarial batch for ε = {eps} (x of shape {x.shape})", got, expected, probes=probes,
                     relations=False, shape_hint="the shape of x")
         # PyTorch's gradient on every device; entries whose gradient is ~0 have no reliable sign in float32
-        for device in available_devices():
+        for device in (available_devices() if torch_enabled() else []):
+            import torch  # noqa: PLC0415
+
             kind = device.split(":")[0]
             dtype = torch.float64 if kind == "cpu" else torch.float32
             with quiet():

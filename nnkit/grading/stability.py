@@ -32,10 +32,12 @@ from .core import (
     WRONG_TYPE,
     Feedback,
     Probe,
+    as_array,
     call,
     check_against_torch,
     check_array,
     close,
+    numerical_gradient,
     reference_bindings,
     seeded,
     try_call,
@@ -53,6 +55,9 @@ FUNCTION_NOT_DERIVATIVE = "the function instead of its derivative"
 WRONG_DERIVATIVE = "wrong derivative"
 WRONG_AXIS = "wrong axis"
 D_WRT_W = "∂L/∂w instead of ∂L/∂z"
+
+#: central differences (ε = 1e-6, float64) are accurate to about 1e-9; compared with this tolerance
+NUM_RTOL, NUM_ATOL = 1e-5, 1e-7
 
 
 # --------------------------------------------------------------------------------------------
@@ -88,14 +93,20 @@ def _derivative_inputs(hidden: bool, seed: int) -> list[np.ndarray]:
 
 
 def _check_derivative(fb: Feedback, name: str, student: Callable, reference: Callable, torch_fn: Callable,
-                      inputs: list[np.ndarray], probes_for: Callable[[np.ndarray], list[Probe]]) -> None:
+                      inputs: list[np.ndarray], probes_for: Callable[[np.ndarray], list[Probe]],
+                      function: Callable | None = None) -> None:
+    """Reference, PyTorch and (for a smooth ``function``) central differences (f(z + ε) − f(z − ε))/2ε."""
     __tracebackhide__ = True
     for z in inputs:
         probes = probes_for(z)
         got = call(fb, student, z, name=f"{name}(z)")
-        check_array(fb, f"{name}(z) for z of shape {z.shape}", got, reference(z), probes=probes,
-                    shape_hint="the same shape as z: one derivative per entry")
+        got = check_array(fb, f"{name}(z) for z of shape {z.shape}", got, reference(z), probes=probes,
+                          shape_hint="the same shape as z: one derivative per entry")
         check_against_torch(fb, f"{name}(z)", student, torch_fn, [z], requires_grad=True, probes=probes)
+        if function is not None:
+            h = 1e-6
+            check_array(fb, f"{name}(z) against central differences (f(z + ε) − f(z − ε))/2ε, ε = {h:g}", got,
+                        (function(z + h) - function(z - h)) / (2 * h), rtol=NUM_RTOL, atol=NUM_ATOL, probes=probes)
 
 
 def check_relu_prime(relu_prime: Callable, *, hidden: bool = False) -> None:
@@ -180,7 +191,7 @@ def check_tanh_prime(tanh_prime: Callable, *, hidden: bool = False) -> None:
         ]
 
     _check_derivative(fb, "tanh_prime", tanh_prime, ref, _torch_derivative("tanh"), _derivative_inputs(hidden, 43),
-                      probes)
+                      probes, function=np.tanh)
     fb.passed("tanh′")
 
 
@@ -311,8 +322,12 @@ def _loss_check(fb: Feedback, question: str, fn: Callable, ref_loss, make_torch:
     ]
     check_array(fb, f"the loss returned by {question}(z, y) {label}", loss, loss_value, probes=loss_probes,
                 relations=False)
-    check_array(fb, f"∂L/∂z returned by {question}(z, y) {label}", dz, dz_ref, probes=grad_probes, relations=False,
-                shape_hint="one entry per logit: the shape of z")
+    dz = check_array(fb, f"∂L/∂z returned by {question}(z, y) {label}", dz, dz_ref, probes=grad_probes,
+                     relations=False, shape_hint="one entry per logit: the shape of z")
+    if z.size <= 256 and np.abs(z).max() < 100:  # the loss's own derivative, by central differences
+        numeric = numerical_gradient(lambda zz: float(type(ref_loss)().forward(zz, y)), z.copy())
+        check_array(fb, f"∂L/∂z returned by {question}(z, y) {label} against central differences of the loss",
+                    dz, numeric, rtol=NUM_RTOL, atol=NUM_ATOL, probes=grad_probes, relations=False)
 
     def student(zz, yy):
         return _split_pair(fb, f"{question}(z, y)", fn(zz, yy))
@@ -475,9 +490,19 @@ def check_toy_gradients(toy_gradients: Callable, *, hidden: bool = False) -> Non
               "multiply by x only for ∂L/∂w; the question asks for ∂L/∂z"),
     ]
     got = call(fb, run, cases, name="toy_gradients(w, b, x, y)")
+    got = as_array(fb, "toy_gradients(w, b, x, y)", got)
     what = (f"the notes' toy problem x = ±1, w = {cases[0, 0]:g}, b = {cases[0, 1]:g}" if not hidden
             else f"{len(cases)} other (w, b, x, y)")
     check_array(fb, f"[∂L_MSE/∂z, ∂L_CE/∂z] for {what}", got, expected, probes=probes, relations=False,
                 shape_hint="one pair per case")
     check_against_torch(fb, f"[∂L_MSE/∂z, ∂L_CE/∂z] for {what}", run, _torch_toy, [cases], probes=probes)
+    h = 1e-6
+
+    def losses(zz):  # [½(y − σ(z))², −y log σ(z) − (1 − y) log(1 − σ(z))] written with logaddexp (stable)
+        sz = 1.0 / (1.0 + np.exp(-zz))
+        return np.column_stack([0.5 * (yv - sz) ** 2, yv * np.logaddexp(0, -zz) + (1 - yv) * np.logaddexp(0, zz)])
+
+    check_array(fb, f"[∂L_MSE/∂z, ∂L_CE/∂z] for {what} against central differences in z", got,
+                (losses(z + h) - losses(z - h)) / (2 * h), rtol=NUM_RTOL, atol=NUM_ATOL, probes=probes,
+                relations=False)
     fb.passed("both gradients on the saturation toy problem")
