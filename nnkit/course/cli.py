@@ -210,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         root = C.find_course_root(args.course)
         if args.db:
+            args.db = C.normalize_db_url(args.db)
             os.environ["NNKIT_GRADEBOOK_URL"] = args.db
         return COMMANDS[args.command](root, args)
     except C.CourseError as e:

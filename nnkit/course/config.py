@@ -23,6 +23,18 @@ def find_course_root(start: str | os.PathLike | None = None) -> Path:
                       "or pass --course DIR")
 
 
+def normalize_db_url(url: str | None) -> str | None:
+    """``postgresql://…`` names a driver by default (psycopg 3 under SQLAlchemy 2.1); when only
+    psycopg2 (this course's instructor extra) is installed, say so in the URL."""
+    if not url or not url.startswith(("postgresql://", "postgres://")):
+        return url
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
+
+
 def load_config(root: Path, db_url: str | None = None):
     """The course's nbgrader configuration, as nbgrader itself would read it in ``root``.
 
@@ -37,6 +49,8 @@ def load_config(root: Path, db_url: str | None = None):
     cfg.CourseDirectory.root = str(root)
     if db_url:
         cfg.CourseDirectory.db_url = db_url
+    if cfg.CourseDirectory.get("db_url", None):
+        cfg.CourseDirectory.db_url = normalize_db_url(cfg.CourseDirectory.db_url)
     return cfg
 
 
@@ -76,6 +90,7 @@ def run_nbgrader(root: Path, *args: str, db: str | None = None, check: bool = Tr
                  quiet: bool = False) -> subprocess.CompletedProcess:
     """``nbgrader ARGS`` in the course folder (nbgrader reads its config from the cwd only)."""
     cmd = [sys.executable, "-m", "nbgrader", *args]
+    db = normalize_db_url(db)
     if db:
         cmd.append(f"--CourseDirectory.db_url={db}")
     proc = subprocess.run(cmd, cwd=str(root), env=nbgrader_env(db), text=True,

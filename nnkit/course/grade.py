@@ -374,27 +374,62 @@ class GradeOptions:
         return self.notebook_timeout + 180
 
 
+_UID_LOCKS: list = []   # open lock files of the uids this process has claimed
+
+
+def _uid_has_processes(uid: int) -> bool:
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            with contextlib.suppress(OSError):
+                if os.stat(f"/proc/{pid}").st_uid == uid:
+                    return True
+    return False
+
+
 def _free_uids(base: int, n: int) -> list[int]:
-    """``n`` uids from ``base`` up that no account uses and the user namespace maps."""
+    """``n`` uids from ``base`` up that no account uses, the user namespace maps, no process
+    runs as, and no other ``nnkit grade`` on this machine has claimed (a lock file per uid,
+    held until this process exits: two graders must never share a kernel uid, or cleaning
+    up one's processes would kill the other's kernels)."""
+    import fcntl
+
     ranges = []
     with contextlib.suppress(OSError):
         for line in open("/proc/self/uid_map"):
             inside, _, count = (int(x) for x in line.split())
             ranges.append((inside, inside + count))
+    lockdir = Path(tempfile.gettempdir()) / "nnkit-grade-uids"
+    lockdir.mkdir(mode=0o700, exist_ok=True)
     out, uid = [], base
     while len(out) < n and uid < base + 100_000:
-        mapped = not ranges or any(lo <= uid < hi for lo, hi in ranges)
+        candidate, uid = uid, uid + 1
+        if ranges and not any(lo <= candidate < hi for lo, hi in ranges):
+            continue
         try:
-            pwd.getpwuid(uid)
-            used = True
+            pwd.getpwuid(candidate)
+            continue
         except KeyError:
-            used = False
-        if mapped and not used:
-            out.append(uid)
-        uid += 1
+            pass
+        fd = os.open(lockdir / str(candidate), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        if _uid_has_processes(candidate):
+            os.close(fd)
+            continue
+        _UID_LOCKS.append(fd)
+        out.append(candidate)
     if len(out) < n:
         raise C.CourseError(f"could not find {n} unused uids from {base} for the grading kernels")
     return out
+
+
+def _release_uids() -> None:
+    while _UID_LOCKS:
+        with contextlib.suppress(OSError):
+            os.close(_UID_LOCKS.pop())
 
 
 def _keep_paths(root: Path) -> list[str]:
@@ -765,6 +800,7 @@ def grade_assignment(root: Path, opts: GradeOptions, *, log=print) -> GradeRun:
         for uid in uids or []:
             with contextlib.suppress(Exception):
                 SB.kill_uid(uid)
+        _release_uids()
         shutil.rmtree(workdir, ignore_errors=True)
 
     scores = GB.scores(url, cid, opts.assignment)

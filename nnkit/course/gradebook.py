@@ -25,7 +25,9 @@ from typing import Iterator
 def open_gradebook(url: str, course_id: str) -> Iterator["object"]:
     from nbgrader.api import Gradebook
 
-    gb = Gradebook(url, course_id=course_id)
+    from .config import normalize_db_url
+
+    gb = Gradebook(normalize_db_url(url), course_id=course_id)
     try:
         yield gb
     finally:
