@@ -1,7 +1,7 @@
 """Containment of untrusted notebooks while grading: one class of hostile submissions.
 
 A tiny course (three questions, no PyTorch: a kernel grades it in about a second) and a class
-of fifteen: an honest student, a blank one, and thirteen submissions that attack the grader
+of sixteen: an honest student, a blank one, and fourteen submissions that attack the grader
 (``nnkit.course.fixtures.HOSTILE``: infinite loops, a loop that ignores Ctrl-C, a fork bomb,
 unbounded memory, sys.exit, os._exit, killing processes, reading and writing outside the
 student's folder, the network, a gigabyte of output, monkey-patching numpy, the checks and
@@ -130,7 +130,7 @@ def _events(graded, student, kind):
 def test_the_grader_itself_succeeds(graded):
     proc = graded["proc"]
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
-    assert "tiny: 15 submissions graded" in proc.stdout
+    assert f"tiny: {len(F.HOSTILE) + 2} submissions graded" in proc.stdout
     assert set(graded["scores"]) == {"honest", "blank", *F.HOSTILE}, "a submission is missing from the gradebook"
 
 
@@ -221,6 +221,7 @@ def test_a_flood_of_output_is_truncated(graded):
 @pytest.mark.parametrize("student, cell, replaced", [
     ("patch_numpy", "test_double", "numpy.allclose was replaced"),
     ("patch_grading", "test_square", "nnkit.grading.core.check_array was replaced"),
+    ("patch_code", "test_square", "the code of nnkit.grading.core.check_array was replaced"),
     ("hide_errors", "test_add", "showtraceback was overridden"),
 ])
 def test_monkey_patching_the_checks_earns_nothing(graded, student, cell, replaced):

@@ -327,6 +327,14 @@ HOSTILE = {
         def square(x):
             return x
         """, _pts(test_square=0.0)),
+    # wrong answer, plus the check's code swapped in place (the function object stays the same)
+    "patch_code": ("square", """
+        def _always_ok(*args, **kwargs):
+            return None
+        GC.check_array.__code__ = _always_ok.__code__
+        def square(x):
+            return x
+        """, _pts(test_square=0.0)),
     # wrong answer, and IPython told not to show the failure
     "hide_errors": ("add", """
         get_ipython().showtraceback = lambda *a, **k: None

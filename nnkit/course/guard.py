@@ -115,6 +115,12 @@ def _make_guard(key: bytes, protect: tuple):
     modules: dict = {}       # name -> (module object, {attr: value})
     classes: dict = {}       # id(cls) -> (cls, {attr: value})
     names: dict = {}         # user namespace name -> value bound by a read-only cell
+    codes: dict = {}         # id(function) -> (function, __code__, __defaults__, __kwdefaults__)
+
+    def snap_code(value):
+        fn = value.__func__ if _isinstance(value, (staticmethod, classmethod)) else value
+        if _isinstance(fn, _FunctionType) and _id(fn) not in codes:
+            codes[_id(fn)] = (fn, fn.__code__, fn.__defaults__, fn.__kwdefaults__)
     shell_state: dict = {}   # what IPython and the kernel use to report errors
 
     def snap_class(cls, owner_patterns):
@@ -127,10 +133,13 @@ def _make_guard(key: bytes, protect: tuple):
             d = _vars(cls)
         except TypeError:
             return
-        classes[_id(cls)] = (cls, {k: v for k, v in d.items() if watched(v) and not k.startswith("__")
-                                   or k in ("__call__", "__eq__", "__ne__", "__lt__", "__le__",
-                                            "__gt__", "__ge__", "__bool__", "__float__", "__array__",
-                                            "__init__", "__new__", "__getattribute__", "__getattr__")})
+        items = {k: v for k, v in d.items() if watched(v) and not k.startswith("__")
+                 or k in ("__call__", "__eq__", "__ne__", "__lt__", "__le__",
+                          "__gt__", "__ge__", "__bool__", "__float__", "__array__",
+                          "__init__", "__new__", "__getattribute__", "__getattr__")}
+        classes[_id(cls)] = (cls, items, frozenset(d.keys()))
+        for v in items.values():
+            snap_code(v)
 
     def snap_module(name, mod):
         try:
@@ -143,6 +152,8 @@ def _make_guard(key: bytes, protect: tuple):
         for v in items.values():
             if _isinstance(v, type):
                 snap_class(v, protect)
+            elif _is_protected_name(_getattr(v, "__module__", "") or "", protect):
+                snap_code(v)
 
     def snap_new_modules() -> list:
         new = []
@@ -180,7 +191,7 @@ def _make_guard(key: bytes, protect: tuple):
                     d = _vars(cls)
                 except TypeError:
                     continue
-                classes.setdefault(_id(cls), (cls, {k: v for k, v in d.items() if _callable(v)}))
+                classes.setdefault(_id(cls), (cls, {k: v for k, v in d.items() if _callable(v)}, frozenset(d.keys())))
             shell_state[label] = (obj, {k for k, v in _vars(obj).items() if _callable(v)})
         if shell is not None:
             itm = _getattr(shell, "input_transformer_manager", None)
@@ -208,8 +219,17 @@ def _make_guard(key: bytes, protect: tuple):
                     found.append(f"{name}.{attr} was {'deleted' if now is _MISSING else 'replaced'}")
                     if restore:
                         d[attr] = orig
-        for cls, items in _list(classes.values()):
+        for cls, items, keys in _list(classes.values()):
             d = _vars(cls)
+            for attr in [k for k in _list(d.keys()) if k not in keys]:
+                # a new entry that overrides an inherited method (e.g. nk.Sigmoid.forward = ...)
+                if any(attr in _vars(base) for base in cls.__mro__[1:] if base is not object):
+                    found.append(f"{cls.__module__}.{cls.__qualname__}.{attr} was overridden")
+                    if restore:
+                        try:
+                            _delattr(cls, attr)
+                        except (TypeError, AttributeError):
+                            pass
             for attr, orig in items.items():
                 now = d.get(attr, _MISSING)
                 if now is not orig:
@@ -262,6 +282,11 @@ def _make_guard(key: bytes, protect: tuple):
                                 _getattr(shell, k)[:] = orig
                         except Exception:
                             pass
+        for fn, code, defaults, kwdefaults in _list(codes.values()):
+            if fn.__code__ is not code or fn.__defaults__ is not defaults or fn.__kwdefaults__ is not kwdefaults:
+                found.append(f"the code of {fn.__module__}.{fn.__qualname__} was replaced")
+                if restore:
+                    fn.__code__, fn.__defaults__, fn.__kwdefaults__ = code, defaults, kwdefaults
         if _gettrace() is not None:
             found.append("a trace function was set (sys.settrace)")
             if restore:
