@@ -277,6 +277,7 @@ def test_feedback_for_one_student(ps1_class):
 # --------------------------------------------------------------------------------------------------
 @pytest.mark.notebooks
 def test_grade_a_canvas_zip(tmp_path):
+    """Also the path without the sandbox (the kernels run as the grader, as in plain nbgrader)."""
     root = F.make_course(tmp_path / "course", REPO)
     good = F.answered(root, F.TINY)
     wrong = F.with_cell(good, "add", "def add(a, b):\n    return a * b")
@@ -287,9 +288,10 @@ def test_grade_a_canvas_zip(tmp_path):
         z.writestr("smithann_1003_5003_tiny.ipynb", nbformat.writes(F.read_release(root, F.TINY)))
         z.writestr("smithann_1003_5003_notes.txt", "not a notebook")
     proc = nnkit("--course", root, "grade", F.TINY, "--zip", archive, "--lms", "canvas", "--jobs", "2",
-                 "--timeout", "10", "--guard-preload", "numpy,nnkit,nnkit.grading.*", "--no-progress")
+                 "--timeout", "10", "--guard-preload", "numpy,nnkit,nnkit.grading.*", "--no-sandbox",
+                 "--no-progress")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "tiny: 3 submissions graded" in proc.stdout
+    assert "tiny: 3 submissions graded" in proc.stdout and "no sandbox" in proc.stdout
     scores = GB.scores(f"sqlite:///{root / 'gradebook.db'}", "nnkit", F.TINY)
     full = sum(F.POINTS.values())
     assert {s: v["score"] for s, v in scores.items()} == {"1001": full, "1002": full - F.POINTS["test_add"],

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -152,7 +153,7 @@ def run_notebook(path: Path, timeout: int) -> str | None:
                                 resources={"metadata": {"path": str(work)}},
                                 startup_timeout=120)
         try:
-            client.execute()
+            client.execute(stderr=subprocess.DEVNULL)  # the kernel's own log, not the notebook's output
         except CellTimeoutError:
             return f"a cell ran longer than {timeout} s"
         except CellExecutionError as e:

@@ -503,12 +503,14 @@ def _worker_config(setup: WorkerSetup, db_url: str):
     cfg.GradingExecute.guard = bool(opts["guard"])
     wdir = Path(setup.workdir) / f"w{setup.slot}"
     rt = wdir / "rt"
+    # Unix-domain sockets in the worker's own folder: a kernel without network can use them,
+    # and nothing else on the machine can connect to them
+    cfg.KernelManager.transport = "ipc"
+    cfg.KernelManager.ip = str(rt / "k")
+    cfg.KernelManager.connection_file = str(rt / "kernel.json")
     if setup.spec is not None:
         cfg.Execute.kernel_name = "nnkit-sandbox"
         cfg.GradingExecute.sandbox_report = str(rt / "sandbox.json")
-        cfg.KernelManager.transport = "ipc"
-        cfg.KernelManager.ip = str(rt / "k")
-        cfg.KernelManager.connection_file = str(rt / "kernel.json")
     return cfg
 
 
@@ -845,9 +847,9 @@ def _containment(root: Path, cfg, url: str, opts: GradeOptions, workdir: Path, j
     is_root = probe["root"]
     info.update(probe)
     uids = _free_uids(opts.uid_base, jobs) if is_root else None
-    hide = [str(root), str(workdir), os.path.expanduser("~")]
-    if os.path.isdir("/root"):
-        hide.append("/root")
+    system = {"/", "/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc", "/dev", "/proc", "/sys", "/opt", "/var"}
+    hide = [h for h in (str(root), str(workdir), os.path.expanduser("~"), "/root")
+            if os.path.isdir(h) and os.path.realpath(h) not in system]
     hide_files = []
     if url.startswith("sqlite:///"):
         dbfile = url[len("sqlite:///"):]

@@ -202,7 +202,6 @@ def _make_guard(key: bytes, protect: tuple):
                 "cleanup_transforms": _list(_getattr(itm, "cleanup_transforms", []) or []),
                 "line_transforms": _list(_getattr(itm, "line_transforms", []) or []),
                 "token_transformers": _list(_getattr(itm, "token_transformers", []) or []),
-                "events": {k: _list(v) for k, v in _getattr(_getattr(shell, "events", None), "callbacks", {}).items()},
             }
 
     def compare(restore: bool) -> list:
@@ -263,7 +262,6 @@ def _make_guard(key: bytes, protect: tuple):
                 "cleanup_transforms": _list(_getattr(itm, "cleanup_transforms", []) or []),
                 "line_transforms": _list(_getattr(itm, "line_transforms", []) or []),
                 "token_transformers": _list(_getattr(itm, "token_transformers", []) or []),
-                "events": {k: _list(v) for k, v in _getattr(_getattr(shell, "events", None), "callbacks", {}).items()},
             }
             for k, orig in hooks.items():
                 now = current[k]
@@ -273,9 +271,6 @@ def _make_guard(key: bytes, protect: tuple):
                         try:
                             if k == "custom_exceptions":
                                 shell.set_custom_exc((), None)
-                            elif k == "events":
-                                for ev, cbs in orig.items():
-                                    shell.events.callbacks[ev][:] = cbs
                             elif k in ("cleanup_transforms", "line_transforms", "token_transformers"):
                                 _getattr(itm, k)[:] = orig
                             else:
