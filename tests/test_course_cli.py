@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 import zipfile
@@ -96,10 +95,7 @@ def test_lms_names_that_are_not_students(filename):
 
 
 def test_locked_cell_changes_and_suspicious_code(tmp_path):
-    root = F.make_course(tmp_path / "course", REPO, release=False)
-    import nbgrader  # noqa: F401 - the release needs it
-
-    F.generate(root, F.TINY)
+    root = F.make_course(tmp_path / "course", REPO)
     release = F.read_release(root, F.TINY)
     good = F.answered(root, F.TINY)
     assert G.locked_cell_changes(release, good) == []
@@ -117,7 +113,7 @@ def test_sandbox_spec_round_trip_and_path_helpers(tmp_path):
     spec = SB.SandboxSpec(memory=1 << 30, uid=64000, hide=["/a", "/a/b", "/c"])
     (tmp_path / "s.json").write_text(spec.to_json())
     assert SB.SandboxSpec.from_file(str(tmp_path / "s.json")) == spec
-    assert SB._outermost(["/a/b", "/a", "/c", "/ab"]) == ["/a", "/c", "/ab"]
+    assert sorted(SB._outermost(["/a/b", "/a", "/c", "/ab", "/c/d/e"])) == ["/a", "/ab", "/c"]
     assert SB._under("/a/b", "/a") and not SB._under("/ab", "/a")
 
 
@@ -216,7 +212,7 @@ def ps1_class(tmp_path_factory):
     assert len(expected) == 22
 
     report = base / "report.json"
-    proc = nnkit("--course", root, "grade", PS1, "--jobs", "2", "--timeout", "20", "--report", report,
+    proc = nnkit("--course", root, "grade", PS1, "--jobs", "2", "--timeout", "15", "--report", report,
                  "--no-progress")
     csv_path = base / "grades.csv"
     export = nnkit("--course", root, "export", "--to", csv_path)
@@ -230,6 +226,7 @@ def test_grade_exits_0_and_prints_a_summary(ps1_class):
     proc = ps1_class["proc"]
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
+    print(out)  # shown with pytest -s: what an instructor sees
     assert f"{PS1}: 22 submissions graded" in out
     for line in ("mean", "median", "question", "need manual grading", "submissions that need attention"):
         assert line in out

@@ -20,7 +20,6 @@ from __future__ import annotations
 import ast
 import contextlib
 import dataclasses
-import datetime as _dt
 import hmac
 import hashlib
 import json
@@ -225,7 +224,7 @@ def _grading_execute_class():
                 return list(data.get("violations", []))
             except Exception:
                 if self._dead is None and reply["content"].get("status") == "ok":
-                    return [f"the integrity check could not run (its answer was removed or changed)"]
+                    return ["the integrity check could not run (its answer was removed or changed)"]
                 return []
 
         def _silent(self, code: str, user_expressions: dict, timeout: int | None = None):

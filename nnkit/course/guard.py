@@ -25,7 +25,6 @@ cheats it catches and which it cannot.
 """
 from __future__ import annotations
 
-import builtins
 import sys
 
 #: modules whose functions and classes are protected; "name.*" includes the subpackages
@@ -101,7 +100,7 @@ def _make_guard(key: bytes, protect: tuple):
 
     _vars, _id, _isinstance, _callable, _getattr, _setattr, _delattr = (
         vars, id, isinstance, callable, getattr, setattr, delattr)
-    _list, _dict, _sorted, _len, _str, _type = list, dict, sorted, len, str, type
+    _list, _len, _type = list, len, type
     _ModuleType, _FunctionType = types.ModuleType, types.FunctionType
     _modules = sys.modules
     _new, _sha256, _dumps = hmac.new, hashlib.sha256, json.dumps

@@ -37,7 +37,6 @@ import os
 import resource
 import shutil
 import signal
-import stat
 import sys
 from dataclasses import asdict, dataclass, field
 from typing import Iterable
