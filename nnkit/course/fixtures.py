@@ -195,6 +195,10 @@ def submit(root: Path, student: str, assignment: str, nb, *, timestamp: str | No
 # --------------------------------------------------------------------------------------------------
 FULL = dict(POINTS)
 
+#: submissions to hand in only where kernels run as a uid of their own (root + namespaces):
+#: elsewhere a fork bomb is not stopped by RLIMIT_NPROC and kill(-1) reaches the grader's processes
+NEEDS_OWN_UID = {"fork_bomb", "killer"}
+
 
 def _pts(**changes) -> dict:
     out = dict(FULL)
@@ -216,11 +220,13 @@ HOSTILE = {
         while True:
             pass
         """, _pts(test_add=0.0)),
-    # a fork bomb: stopped by the process limit, cleaned up afterwards
+    # a fork bomb: stopped by the process limit, cleaned up afterwards (it only goes off in
+    # the sandbox, as a uid of its own: elsewhere RLIMIT_NPROC may not hold)
     "fork_bomb": ("double", """
         import os, time
         children = 0
-        for _ in range(100000):
+        armed = os.environ.get("NNKIT_SANDBOX") == "1" and os.getuid() >= 1000
+        for _ in range(2000 if armed else 0):
             try:
                 pid = os.fork()
             except OSError as e:
@@ -261,7 +267,8 @@ HOSTILE = {
                 print("HOSTILE kill", target, ": done")
             except OSError as e:
                 print("HOSTILE kill", target, ":", type(e).__name__)
-        os.kill(-1, signal.SIGKILL)     # every other process of this user (there is none)
+        if os.environ.get("NNKIT_SANDBOX") == "1" and os.getuid() >= 1000:
+            os.kill(-1, signal.SIGKILL)  # every other process of this user (there is none)
         import sys, time
         sys.stdout.flush()
         time.sleep(1)                   # let the output reach the grader before the end

@@ -32,6 +32,7 @@ import secrets
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -89,7 +90,8 @@ def _grading_execute_class():
             self._guard_on = False
             self._out_chars = 0
             self._out_truncated = False
-            with self.setup_kernel():
+            # the kernel's own log is not the notebook's output (the sandbox keeps it in kernel.log)
+            with self.setup_kernel(stderr=subprocess.DEVNULL):
                 info = self.wait_for_reply(self.kc.kernel_info())
                 self.nb.metadata["language_info"] = info["content"]["language_info"]
                 self._read_sandbox_report()
@@ -423,6 +425,25 @@ def _free_uids(base: int, n: int) -> list[int]:
     if len(out) < n:
         raise C.CourseError(f"could not find {n} unused uids from {base} for the grading kernels")
     return out
+
+
+def _uid_can_run_python(uid: int) -> bool:
+    """Can ``uid`` start this Python and import nnkit? (Without a private mount namespace the
+    kernel sees the real file system, where e.g. a Python under /root is out of its reach.)"""
+    import nnkit
+
+    paths = [os.path.realpath(sys.executable), str(Path(nnkit.__file__).resolve())]
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        ok = False
+        with contextlib.suppress(BaseException):
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            ok = os.access(paths[0], os.X_OK) and os.access(paths[1], os.R_OK)
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
 
 
 def _release_uids() -> None:
@@ -846,6 +867,11 @@ def _containment(root: Path, cfg, url: str, opts: GradeOptions, workdir: Path, j
     is_root = probe["root"]
     info.update(probe)
     uids = _free_uids(opts.uid_base, jobs) if is_root else None
+    if uids and not probe["mounts"] and not _uid_can_run_python(uids[0]):
+        _release_uids()
+        uids = None
+        info["note"] = ("kernels run as root: without a mount namespace an unprivileged uid cannot "
+                        "reach this Python installation")
     system = {"/", "/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc", "/dev", "/proc", "/sys", "/opt", "/var"}
     hide = [h for h in (str(root), str(workdir), os.path.expanduser("~"), "/root")
             if os.path.isdir(h) and os.path.realpath(h) not in system]
@@ -865,7 +891,8 @@ def _containment(root: Path, cfg, url: str, opts: GradeOptions, workdir: Path, j
             keep=_keep_paths(root), home_seed=seed)
         specs.append(dataclasses.asdict(spec))
     info["_specs"], info["_uids"] = specs, uids
-    info["user"] = f"uids {uids[0]}–{uids[-1]}" if uids else "the grader's own user (not root)"
+    info["user"] = (f"uids {uids[0]}–{uids[-1]}" if uids else
+                    "root (no unprivileged uid: RLIMIT_NPROC does not hold)" if is_root else "the grader's own")
     info["network"] = "host network" if opts.network else (
         "none (network namespace)" if probe["namespaces"] else "not isolated (no namespaces)")
     info["files"] = ("private mount namespace: course, home and /tmp hidden" if probe["mounts"]
@@ -914,6 +941,8 @@ def summary(run: GradeRun) -> str:
             lines.append(f"sandbox: user {c.get('user')}; network {c.get('network')}; files: {c.get('files')}; "
                          f"limits: {lim.get('memory', 0) >> 20} MiB, {lim.get('cpu_seconds')} CPU s, "
                          f"{lim.get('processes')} processes, {lim.get('file_size', 0) >> 20} MiB per file")
+            if c.get("note"):
+                lines.append(c["note"])
         else:
             lines.append(c.get("note", ""))
     sc = [v for s, v in run.scores.items()]
