@@ -348,6 +348,16 @@ def test_check_passes_on_a_sound_course_and_names_every_problem_of_a_broken_one(
     assert len(problems) == 4, text
 
 
+def test_lab_opens_the_lectures_in_jupyterlab(tmp_path, monkeypatch):
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\n")
+    (tmp_path / "lectures").mkdir()
+    seen = {}
+    monkeypatch.setattr(cli.os, "execv", lambda exe, argv: seen.update(exe=exe, argv=argv))
+    assert cli.main(["--course", str(tmp_path), "lab"]) == 0
+    assert seen["argv"][1:3] == ["-m", "jupyterlab"]
+    assert f"--ServerApp.root_dir={tmp_path.resolve() / 'lectures'}" in seen["argv"]
+
+
 def test_the_console_script_is_declared():
     import tomllib
 
