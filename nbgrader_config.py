@@ -18,6 +18,7 @@ import os
 import sys
 
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+from nnkit.course.config import normalize_db_url
 from nbgrader.preprocessors import (
     ClearHiddenTests,
     ClearMarkScheme,
@@ -38,9 +39,9 @@ c.CourseDirectory.root = _root
 c.CourseDirectory.course_id = "nnkit"
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "assignments"
-c.CourseDirectory.db_url = os.environ.get(
+c.CourseDirectory.db_url = normalize_db_url(os.environ.get(
     "NNKIT_GRADEBOOK_URL", "sqlite:///" + os.path.join(_root, "gradebook.db")
-)
+))  # a plain postgresql:// URL gets the installed driver's name (psycopg2)
 # The file exchange stays inside the course (nbgrader's default is a world-writable folder
 # under /usr/local/share); local grading does not use it at all.
 c.Exchange.root = os.path.join(_root, "exchange")
