@@ -7,6 +7,7 @@ Everything here works without a network connection:
 - toy 2-D problems for drawing decision boundaries: ``xor``, ``spirals``, ``moons``,
   ``circles``, and the lecture's one-unit saturation example ``toy_pm1``;
 - ``train_val_test_split`` (stratified, reproducible) and ``DataLoader`` (seeded shuffling);
+- ``augment_shifts``: more training images, each one moved by a pixel or so;
 - ``load_mnist_idx`` for readers who have MNIST's IDX files on disk.
 
 Conventions: inputs ``X`` are float64 with one example per row (or NCHW images), class labels
@@ -30,8 +31,8 @@ from ._random import get_rng
 from .errors import NNKitError, ShapeError, describe
 
 __all__ = [
-    "DIGITS_SHA256", "DataLoader", "DatasetError", "circles", "load_digits", "load_mnist_idx",
-    "moons", "read_idx", "spirals", "toy_pm1", "train_val_test_split", "xor",
+    "DIGITS_SHA256", "DataLoader", "DatasetError", "augment_shifts", "circles", "load_digits",
+    "load_mnist_idx", "moons", "read_idx", "spirals", "toy_pm1", "train_val_test_split", "xor",
 ]
 
 DATASETS_DIR = Path(__file__).resolve().parent / "datasets"
@@ -404,6 +405,59 @@ class DataLoader:
     def __repr__(self) -> str:
         return (f"DataLoader(N={len(self.X)}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
                 f"drop_last={self.drop_last}, batches={len(self)})")
+
+
+# --------------------------------------------------------------------------------------------
+# Data augmentation
+# --------------------------------------------------------------------------------------------
+def _shift_image(X: np.ndarray, dy: int, dx: int, fill: float) -> np.ndarray:
+    """``X`` (…, H, W) moved ``dy`` rows down and ``dx`` columns right; vacated pixels = fill."""
+    H, W = X.shape[-2:]
+    out = np.full_like(X, fill)
+    out[..., max(dy, 0):H + min(dy, 0), max(dx, 0):W + min(dx, 0)] = \
+        X[..., max(-dy, 0):H + min(-dy, 0), max(-dx, 0):W + min(-dx, 0)]
+    return out
+
+
+def augment_shifts(X, y=None, max_shift: int = 1, *, diagonal: bool = True, fill: float = 0.0):
+    """The images ``X`` followed by copies of them moved by up to ``max_shift`` pixels.
+
+    A digit moved by a pixel is still the same digit, so the shifted copies are extra training
+    examples for free: the network learns that a small translation does not change the class
+    (the invariance a convnet's pooling only gives approximately). Augment the *training* set
+    only; validation and test images stay as they are.
+
+    - ``X``: images with the two image axes last, (N, H, W) or (N, C, H, W) (all channels move
+      together); ``y``: their labels (N,…), repeated for each copy, or ``None``;
+    - offsets (dy, dx) with |dy|, |dx| ≤ ``max_shift``, row by row from (−s, −s) to (s, s),
+      the original (0, 0) first; ``diagonal=False`` keeps only the moves along one axis
+      (dy = 0 or dx = 0). ``max_shift=1`` makes 9 images of each (5 without diagonals);
+    - pixels moved in from outside the image are ``fill`` (0, the digits' background).
+
+    Returns ``(X_aug, y_aug)`` (``y_aug`` is ``None`` when ``y`` is): copy k of every image is
+    the block ``X_aug[k*N:(k+1)*N]``. Nothing is random; ``fit`` shuffles the batches.
+    """
+    X, y = _check_xy("augment_shifts", X, y)
+    if X.ndim < 3:
+        raise ShapeError(
+            f"augment_shifts: X must hold images with the two image axes last, (N, H, W) or (N, C, H, W); "
+            f"got {describe(X)}. Flat rows, e.g. load_digits()'s (N, 64), need load_digits(images=True) "
+            "or X.reshape(-1, 1, 8, 8)"
+        )
+    H, W = X.shape[-2:]
+    if isinstance(max_shift, bool) or not isinstance(max_shift, (int, np.integer)) or max_shift < 0:
+        raise ValueError(f"augment_shifts: max_shift must be an integer ≥ 0 (pixels), got {max_shift!r}")
+    if max_shift >= min(H, W):
+        raise ValueError(
+            f"augment_shifts: max_shift={max_shift} would move {H}×{W} images entirely out of view; "
+            f"it must be < {min(H, W)}"
+        )
+    s = int(max_shift)
+    offsets = [(0, 0)] + [(dy, dx) for dy in range(-s, s + 1) for dx in range(-s, s + 1)
+                          if (dy, dx) != (0, 0) and (diagonal or dy == 0 or dx == 0)]
+    X_aug = np.concatenate([_shift_image(X, dy, dx, fill) for dy, dx in offsets])
+    y_aug = None if y is None else np.concatenate([y] * len(offsets))
+    return X_aug, y_aug
 
 
 # --------------------------------------------------------------------------------------------

@@ -424,3 +424,57 @@ def test_idx_damaged_gzip_and_missing_file(mnist_like, tmp_path):
         nk.data.read_idx(bad)
     with pytest.raises(DatasetError, match="no such file"):
         nk.data.read_idx(tmp_path / "absent")
+
+
+# ---------------------------------------------------------------- augmentation
+def _shifted_by_padding(X, dy, dx, s, fill):
+    """Reference: pad by s pixels of ``fill``, then cut the H×W window that moves the image by (dy, dx)."""
+    H, W = X.shape[-2:]
+    pad = [(0, 0)] * (X.ndim - 2) + [(s, s), (s, s)]
+    P = np.pad(X, pad, constant_values=fill)
+    return P[..., s - dy:s - dy + H, s - dx:s - dx + W]
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 5), c=st.sampled_from([None, 1, 3]), h=st.integers(2, 7), w=st.integers(2, 7),
+       s=st.integers(0, 3), diagonal=st.booleans(), fill=st.sampled_from([0.0, -1.0]), seed=st.integers(0, 99))
+def test_augment_shifts_matches_padding_and_cropping(n, c, h, w, s, diagonal, fill, seed):
+    s = min(s, min(h, w) - 1)
+    shape = (n, h, w) if c is None else (n, c, h, w)
+    X = np.random.default_rng(seed).random(shape)
+    y = np.arange(n) % 10
+    Xa, ya = nk.data.augment_shifts(X, y, s, diagonal=diagonal, fill=fill)
+    offsets = [(0, 0)] + [(dy, dx) for dy in range(-s, s + 1) for dx in range(-s, s + 1)
+                          if (dy, dx) != (0, 0) and (diagonal or dy == 0 or dx == 0)]
+    assert len(offsets) == ((2 * s + 1) ** 2 if diagonal else 4 * s + 1)
+    assert Xa.shape == (len(offsets) * n,) + shape[1:] and Xa.dtype == X.dtype
+    assert np.array_equal(ya, np.tile(y, len(offsets)))
+    for k, (dy, dx) in enumerate(offsets):
+        assert np.array_equal(Xa[k * n:(k + 1) * n], _shifted_by_padding(X, dy, dx, s, fill)), (dy, dx)
+
+
+def test_augment_shifts_moves_digits_without_losing_ink():
+    X, y = nk.data.load_digits(images=True)
+    X, y = X[:50], y[:50]
+    Xa, ya = nk.data.augment_shifts(X, y)                      # 9 copies: the original and 8 one-pixel moves
+    assert Xa.shape == (450, 1, 8, 8) and np.array_equal(Xa[:50], X)
+    right = Xa[5 * 50:6 * 50]                                  # offsets in order: (0,0), (−1,−1), (−1,0), (−1,1), (0,−1), (0,1)
+    assert np.array_equal(right[..., 1:], X[..., :-1]) and not right[..., 0].any()
+    border_free = ~X[..., :, -1].any(axis=(1, 2))              # images whose last column is blank keep all their ink
+    assert border_free.any()
+    assert np.allclose(right[border_free].sum(axis=(1, 2, 3)), X[border_free].sum(axis=(1, 2, 3)))
+    assert not np.shares_memory(Xa, X)
+    Xn, yn = nk.data.augment_shifts(X, None, 1, diagonal=False)
+    assert Xn.shape == (250, 1, 8, 8) and yn is None
+
+
+def test_augment_shifts_rejects_bad_input():
+    X, y = nk.data.load_digits()
+    with pytest.raises(nk.ShapeError, match=r"images=True"):
+        nk.data.augment_shifts(X, y)                           # flat rows (N, 64)
+    images = X.reshape(-1, 1, 8, 8)
+    with pytest.raises(nk.ShapeError, match="same number of examples"):
+        nk.data.augment_shifts(images, y[:-1])
+    for bad in (-1, 8, 1.5, True):
+        with pytest.raises(ValueError, match="max_shift"):
+            nk.data.augment_shifts(images, y, bad)
