@@ -343,8 +343,10 @@ def train_val_test_split(X, y, val_fraction: float = 0.15, test_fraction: float 
     if stratify and _is_class_labels(y):
         classes, inverse = np.unique(y, return_inverse=True)
         sizes = np.bincount(inverse, minlength=len(classes))
-        fractions = np.array([test_fraction, val_fraction, 1.0 - test_fraction - val_fraction])
-        counts = _apportion(sizes, fractions, np.array([n_te, n_va, N - n_te - n_va]))
+        totals = np.array([n_te, n_va, N - n_te - n_va])
+        # each class's share of a part is in proportion to the part's actual (rounded) size, so
+        # the shares of every row and column add up to integers and a controlled rounding exists
+        counts = _apportion(sizes, totals / N, totals)
         te, va = counts[:, 0], counts[:, 1]
         parts: tuple[list, list, list] = ([], [], [])
         for c in range(len(classes)):

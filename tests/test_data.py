@@ -8,7 +8,7 @@ import struct
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import nnkit as nk
@@ -225,6 +225,7 @@ def test_split_is_reproducible_and_seed_dependent(digits):
 @settings(max_examples=40, deadline=None)
 @given(n=st.integers(10, 300), classes=st.integers(1, 6), val=st.floats(0.0, 0.4), test=st.floats(0.0, 0.4),
        seed=st.integers(0, 1000), stratify=st.booleans())
+@example(n=240, classes=3, val=0.0, test=0.171875, seed=112, stratify=True)  # shares of the rounded part sizes
 def test_split_properties(n, classes, val, test, seed, stratify):
     r = np.random.default_rng(seed)
     y = r.integers(0, classes, n)
