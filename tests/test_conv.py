@@ -17,7 +17,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nnkit as nk
-from nnkit.functional import conv as C
 from nnkit.models import lenet_digits, lenet_notes, to_torch
 
 ROOT = Path(__file__).resolve().parents[1]
