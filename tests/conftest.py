@@ -40,3 +40,13 @@ def rng():
     import numpy as np
 
     return np.random.default_rng(1234)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """List how long each notebook took to execute (tests record it as ``notebook_seconds``)."""
+    times = [value for report in terminalreporter.stats.get("passed", [])
+             for name, value in getattr(report, "user_properties", []) if name == "notebook_seconds"]
+    if times:
+        terminalreporter.section("notebook execution times (headless, nbclient)")
+        for notebook, seconds in sorted(times):
+            terminalreporter.write_line(f"{seconds:7.1f} s  {notebook}")
