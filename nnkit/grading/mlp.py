@@ -6,7 +6,7 @@ References come from nnkit (``nk.Linear``, ``nk.Sigmoid``, ``nk.MSELoss``, ``nk.
 central differences and PyTorch; the likely bug is recognised by re-running the student's
 function on crafted inputs (``Probe``).
 
-Conventions (DESIGN.md): a batch is rows, ``Z = A_prev @ W.T + b``, ``W`` has shape (out, in),
+Conventions (the course notation): a batch is rows, ``Z = A_prev @ W.T + b``, ``W`` has shape (out, in),
 δ^ℓ = ∂L/∂z^ℓ, and the loss of both problem sets is the squared error summed over the outputs
 and averaged over the N examples, L = (1/N) Σ_n ‖ŷ_n − y_n‖² (the ECE 498 loss for N = 1).
 """
