@@ -319,6 +319,9 @@ class Course:
 
 
 # --- command line --------------------------------------------------------------------------------
+_KERNEL_START_FAILED = "Kernel died before replying to kernel_info"
+
+
 def _autograde_main(course_root: str, assignments: list[str]) -> int:
     """Autograde every submission of ``assignments`` in one process; print a JSON summary."""
     root = Path(course_root).resolve()
@@ -330,6 +333,13 @@ def _autograde_main(course_root: str, assignments: list[str]) -> int:
             # import per notebook); the kernel inherits this environment when it starts
             os.environ["NNKIT_GRADING_TORCH"] = "0" if student.startswith(MUTANT_PREFIX) else "1"
             result = api.autograde(assignment, student, force=True, create=True)
+            for _ in range(2):
+                # A kernel that died while starting (before any cell ran: on a busy machine, or two
+                # kernels racing for the same free TCP port) says nothing about the submission:
+                # grade it again. Any failure after the kernel started is kept as it is.
+                if result["success"] or _KERNEL_START_FAILED not in (result.get("log") or ""):
+                    break
+                result = api.autograde(assignment, student, force=True, create=True)
             if not result["success"]:
                 failures.append({"assignment": assignment, "student": student,
                                  "error": (result.get("error") or "")[-2000:], "log": (result.get("log") or "")[-2000:]})
