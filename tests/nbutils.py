@@ -47,14 +47,21 @@ def execute_notebook(path: str | Path, *, timeout: int = 60, extra_cells: tuple[
     nb = nbformat.read(path, as_version=4)
     for source in extra_cells:
         nb.cells.append(nbformat.v4.new_code_cell(source))
-    client = nbclient.NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", iopub_timeout=10,
-        resources={"metadata": {"path": str(cwd or path.parent)}},
-    )
-    client.on_notebook_start = lambda **_: _poll_in_short_steps(client)
-    start = time.perf_counter()
-    client.execute()
-    return nb, time.perf_counter() - start
+    for attempt in range(3):
+        client = nbclient.NotebookClient(
+            nb, timeout=timeout, kernel_name="python3", iopub_timeout=10,
+            resources={"metadata": {"path": str(cwd or path.parent)}},
+        )
+        client.on_notebook_start = lambda client=client, **_: _poll_in_short_steps(client)
+        start = time.perf_counter()
+        try:
+            client.execute()
+        except RuntimeError as exc:
+            # a kernel that died while starting, before any cell ran (a busy machine): start another
+            if "Kernel died before replying to kernel_info" not in str(exc) or attempt == 2:
+                raise
+            continue
+        return nb, time.perf_counter() - start
 
 
 def notebook_values(path: str | Path, names: list[str], **kwargs) -> tuple[dict, float]:
