@@ -180,6 +180,18 @@ def _make_guard(key: bytes, protect: tuple):
                 objs.append(("kernel", kernel))
         return shell, objs
 
+    def shell_hooks(shell) -> dict:
+        """IPython's error handlers and input transformers, as they are now."""
+        itm = _getattr(shell, "input_transformer_manager", None)
+        return {
+            "custom_exceptions": _getattr(shell, "custom_exceptions", ()),
+            "input_transformers_post": _list(_getattr(shell, "input_transformers_post", [])),
+            "ast_transformers": _list(_getattr(shell, "ast_transformers", [])),
+            "cleanup_transforms": _list(_getattr(itm, "cleanup_transforms", []) or []),
+            "line_transforms": _list(_getattr(itm, "line_transforms", []) or []),
+            "token_transformers": _list(_getattr(itm, "token_transformers", []) or []),
+        }
+
     def snap_shell():
         shell, objs = shell_objects()
         for label, obj in objs:
@@ -193,15 +205,7 @@ def _make_guard(key: bytes, protect: tuple):
                 classes.setdefault(_id(cls), (cls, {k: v for k, v in d.items() if _callable(v)}, frozenset(d.keys())))
             shell_state[label] = (obj, {k for k, v in _vars(obj).items() if _callable(v)})
         if shell is not None:
-            itm = _getattr(shell, "input_transformer_manager", None)
-            shell_state["hooks"] = {
-                "custom_exceptions": _getattr(shell, "custom_exceptions", ()),
-                "input_transformers_post": _list(_getattr(shell, "input_transformers_post", [])),
-                "ast_transformers": _list(_getattr(shell, "ast_transformers", [])),
-                "cleanup_transforms": _list(_getattr(itm, "cleanup_transforms", []) or []),
-                "line_transforms": _list(_getattr(itm, "line_transforms", []) or []),
-                "token_transformers": _list(_getattr(itm, "token_transformers", []) or []),
-            }
+            shell_state["hooks"] = shell_hooks(shell)
 
     def compare(restore: bool) -> list:
         found = []
@@ -254,14 +258,7 @@ def _make_guard(key: bytes, protect: tuple):
         shell, _ = shell_objects()
         if hooks is not None and shell is not None:
             itm = _getattr(shell, "input_transformer_manager", None)
-            current = {
-                "custom_exceptions": _getattr(shell, "custom_exceptions", ()),
-                "input_transformers_post": _list(_getattr(shell, "input_transformers_post", [])),
-                "ast_transformers": _list(_getattr(shell, "ast_transformers", [])),
-                "cleanup_transforms": _list(_getattr(itm, "cleanup_transforms", []) or []),
-                "line_transforms": _list(_getattr(itm, "line_transforms", []) or []),
-                "token_transformers": _list(_getattr(itm, "token_transformers", []) or []),
-            }
+            current = shell_hooks(shell)
             for k, orig in hooks.items():
                 now = current[k]
                 if now != orig:
