@@ -25,8 +25,9 @@ from nnkit.course import cli  # noqa: E402
 from nnkit.course import collect as CO  # noqa: E402
 from nnkit.course import fixtures as F  # noqa: E402
 from nnkit.course import gradebook as GB  # noqa: E402
-from nnkit.course import grade as G  # noqa: E402
 from nnkit.course import sandbox as SB  # noqa: E402
+from nnkit.course import containment as CT  # noqa: E402
+from nnkit.course import submission as SUB  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PS1 = "ps1_perceptron"
@@ -94,27 +95,30 @@ def test_lms_names_that_are_not_students(filename):
     assert m is None or not m.group("student_id").startswith(".")
 
 
-def test_locked_cell_changes_and_suspicious_code(tmp_path):
+def test_course_cells_put_back_and_suspicious_code(tmp_path):
     root = F.make_course(tmp_path / "course", REPO)
     release = F.read_release(root, F.TINY)
     good = F.answered(root, F.TINY)
-    assert G.locked_cell_changes(release, good) == []
-    assert G.suspicious_code(good) == []
+    assert SUB.normalise(release, good)[1] == []
+    assert SUB.suspicious_code(good) == []
     edited = F.with_cell(good, "test_add", "assert True")
-    assert G.locked_cell_changes(release, edited) == ["edited test_add"]
+    assert SUB.normalise(release, edited)[1] == ["edited test_add"]
     deleted = F.with_cell(good, "add", "def add(a, b):\n    return a + b")
     deleted.cells = [c for c in deleted.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "test_double"]
-    assert G.locked_cell_changes(release, deleted) == ["deleted test_double"]
+    nb, changes = SUB.normalise(release, deleted)
+    assert changes == ["deleted test_double"]
+    assert [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells] == \
+        [c.metadata["nbgrader"]["grade_id"] for c in release.cells]
     cheat = F.with_cell(good, "double", "import numpy\nnumpy.allclose = lambda *a: True\ndef double(x):\n    return x")
-    assert any("assigns to an attribute" in r for r in G.suspicious_code(cheat))
+    assert any("assigns to an attribute" in r for r in SUB.suspicious_code(cheat))
 
 
 def test_sandbox_spec_round_trip_and_path_helpers(tmp_path):
-    spec = SB.SandboxSpec(memory=1 << 30, uid=64000, hide=["/a", "/a/b", "/c"])
+    spec = SB.SandboxSpec(memory=1 << 30, uid=64000, allow=["/a", "/c"], mask=["/a/b"])
     (tmp_path / "s.json").write_text(spec.to_json())
     assert SB.SandboxSpec.from_file(str(tmp_path / "s.json")) == spec
-    assert sorted(SB._outermost(["/a/b", "/a", "/c", "/ab", "/c/d/e"])) == ["/a", "/ab", "/c"]
-    assert SB._under("/a/b", "/a") and not SB._under("/ab", "/a")
+    assert CT.outermost(["/a/b", "/a", "/c", "/ab", "/c/d/e"]) == ["/a", "/ab", "/c"]
+    assert SB.under("/a/b", "/a") and not SB.under("/ab", "/a")
 
 
 @pytest.mark.filterwarnings("ignore:.*not in session")

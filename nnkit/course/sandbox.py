@@ -34,12 +34,13 @@ import ctypes
 import errno
 import json
 import os
+import contextlib
+import glob
 import resource
 import shutil
 import signal
 import sys
 from dataclasses import asdict, dataclass, field
-from typing import Iterable
 
 # --- Linux constants (x86-64 and arm64 share these) -----------------------------------------------
 CLONE_NEWNS = 0x00020000
@@ -48,6 +49,7 @@ CLONE_NEWNET = 0x40000000
 MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
+MS_NOEXEC = 8
 MS_REMOUNT = 32
 MS_BIND = 4096
 MS_REC = 16384
@@ -58,7 +60,22 @@ OPEN_TREE_CLONE = 1
 OPEN_TREE_CLOEXEC = 0o2000000
 AT_RECURSIVE = 0x8000
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
+SYS_MOUNT_SETATTR = 442
+MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 0x1, 0x2, 0x4
+MNT_DETACH = 2
 PR_SET_NO_NEW_PRIVS = 38
+
+#: what every kernel sees of the machine, read-only, besides the Python environment: the
+#: system's programs and libraries, the few files of /etc that the dynamic linker, the C
+#: library and matplotlib read, and the CPU topology that BLAS and PyTorch ask for
+SYSTEM_ALLOW = (
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+    "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/passwd",
+    "/etc/group", "/etc/nsswitch.conf", "/etc/alternatives", "/etc/fonts", "/etc/mime.types",
+    "/sys/devices/system/cpu",
+)
+#: device nodes a kernel may open (GPUs, where present, so that CUDA checks can run)
+DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 
 #: environment variables a grading kernel may inherit (everything else is dropped)
 ENV_ALLOW = (
@@ -73,21 +90,22 @@ ENV_ALLOW = (
 class SandboxSpec:
     """What the launcher applies; written by the grader as JSON next to the kernelspec."""
 
-    memory: int | None = 4 << 30          # RLIMIT_AS, bytes
+    memory: int | None = 4 << 30          # RLIMIT_AS per process, and the cgroup's limit, bytes
     cpu: int | None = 600                 # RLIMIT_CPU, seconds of CPU for the whole kernel
-    nproc: int | None = 256               # RLIMIT_NPROC (processes + threads of the uid)
+    nproc: int | None = 256               # processes + threads: the cgroup's pids.max, RLIMIT_NPROC
     fsize: int | None = 64 << 20          # RLIMIT_FSIZE, bytes per file written
     nofile: int | None = 256              # RLIMIT_NOFILE
     uid: int | None = None                # run as this uid (root only); None: stay
     gid: int | None = None
     network: bool = False                 # False: new network namespace
-    mounts: bool = True                   # private view of the file system
-    hide: list[str] = field(default_factory=list)        # folders replaced by empty tmpfs
-    hide_files: list[str] = field(default_factory=list)  # files replaced by /dev/null
-    keep: list[str] = field(default_factory=list)        # folders put back, read-only
-    keep_rw: list[str] = field(default_factory=list)     # folders put back, writable
+    mounts: bool = True                   # a file system built from the allow-list
+    allow: list[str] = field(default_factory=list)     # folders shown read-only (Python, nnkit)
+    allow_rw: list[str] = field(default_factory=list)  # folders shown writable (the socket folder)
+    mask: list[str] = field(default_factory=list)      # never shown, even inside a system folder
+    cgroup: list[str] = field(default_factory=list)    # cgroup folders the kernel joins
     workspace_size: int = 256 << 20       # tmpfs for the copy of the student's folder
     tmp_size: int = 128 << 20             # tmpfs for /tmp (HOME lives there)
+    shm_size: int = 16 << 20              # tmpfs for /dev/shm
     home_seed: str | None = None          # folder copied into the private HOME
     threads: int = 1                      # OMP/OpenBLAS/MKL threads
     kill_uid_first: bool = True           # SIGKILL leftovers of this uid before starting
@@ -148,18 +166,10 @@ def move_mount(fd: int, target: str) -> None:
            f"move_mount onto {target}")
 
 
-def _under(path: str, root: str) -> bool:
+def under(path: str, root: str) -> bool:
+    """Is ``path`` the folder ``root`` or inside it (by name)?"""
     path, root = os.path.normpath(path), os.path.normpath(root)
     return path == root or path.startswith(root.rstrip("/") + "/")
-
-
-def _outermost(paths: Iterable[str]) -> list[str]:
-    """The paths that are not inside another path of the list (sorted, deduplicated)."""
-    out: list[str] = []
-    for p in sorted({os.path.normpath(p) for p in paths if p}, key=len):
-        if not any(_under(p, q) for q in out):
-            out.append(p)
-    return out
 
 
 # --- the steps ------------------------------------------------------------------------------------
@@ -229,53 +239,124 @@ def _copy_tree_from_fd(src_fd: int, dest: str) -> None:
                 os.close(fd)
 
 
-def private_mounts(spec: SandboxSpec, cwd: str, owner: tuple[int, int], seed=()) -> dict:
-    """Build the kernel's view of the file system (in the new mount namespace).
+def _arch_syscall(name: str) -> int:
+    """Syscall numbers that differ between x86-64 and arm64."""
+    import platform
 
-    Returns what was done. ``cwd`` (the student's folder) becomes a fresh tmpfs owned by
-    ``owner``; its files are copied in later, by :func:`fill_workspace`, after privileges are
-    dropped.
+    table = {"pivot_root": {"x86_64": 155, "aarch64": 41}}
+    return table[name].get(platform.machine(), table[name]["x86_64"])
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    _check(libc().syscall(ctypes.c_long(_arch_syscall("pivot_root")), os.fsencode(new_root),
+                          os.fsencode(put_old)), f"pivot_root {new_root}")
+
+
+def umount_detached(target: str) -> None:
+    _check(libc().umount2(os.fsencode(target), ctypes.c_int(MNT_DETACH)), f"umount {target}")
+
+
+def read_only(target: str) -> None:
+    """Make the mount at ``target`` and every mount below it read-only (and nosuid, nodev)."""
+    attr = (ctypes.c_uint64 * 4)(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0, 0, 0)
+    ret = libc().syscall(ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(-100), os.fsencode(target),
+                         ctypes.c_uint(AT_RECURSIVE), attr, ctypes.c_size_t(32))
+    if ret < 0:  # Linux < 5.12: the top mount only
+        mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def _place(new_root: str, path: str) -> str:
+    """Create ``path`` inside ``new_root`` (folders 0755 on the way) and return its new name."""
+    target = new_root + path
+    os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+    return target
+
+
+def allow_list_root(spec: SandboxSpec, cwd: str, owner: tuple[int, int], seed=()) -> dict:
+    """Build the kernel's whole file system from an allow-list (in the new mount namespace).
+
+    A fresh tmpfs becomes ``/``; into it go, read-only, the system folders and files of
+    :data:`SYSTEM_ALLOW`, ``spec.allow`` (the Python environment and the nnkit package) and
+    device nodes; writable, ``spec.allow_rw`` (the kernel's socket folder) and size-capped
+    tmpfs for ``/tmp``, ``/dev/shm`` and the student's folder ``cwd`` (owned by ``owner``;
+    its files are copied in later by :func:`confine`, after privileges are dropped). Nothing
+    else of the machine exists for the kernel: not the course, its solutions or gradebook,
+    other students' work, the grader's home or temporary files.
     """
     uid, gid = owner
     mount(None, "/", None, MS_REC | MS_PRIVATE)
-    hide = _outermost(list(spec.hide) + ["/tmp", "/var/tmp", "/dev/shm"])
-    keep = [(p, False) for p in _outermost(spec.keep)] + [(p, True) for p in _outermost(spec.keep_rw)]
-    keep = [(p, rw) for p, rw in keep if os.path.isdir(p) and any(_under(p, h) for h in hide)]
-    clones = [(p, rw, open_tree(p)) for p, rw in keep]
-    hidden = []
-    for h in hide:
-        if not os.path.isdir(h):
-            continue
-        mode = "1777" if h in ("/tmp", "/var/tmp", "/dev/shm") else "0755"
-        size = spec.tmp_size if h == "/tmp" else (16 << 20)
-        mount("tmpfs", h, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode={mode}")
-        hidden.append(h)
-    for p, rw, fd in clones:
-        os.makedirs(p, exist_ok=True)
-        move_mount(fd, p)
+    ro = [p for p in dict.fromkeys([*SYSTEM_ALLOW, *spec.allow]) if os.path.lexists(p)]
+    devices = [p for p in (*DEVICES, *sorted(glob.glob("/dev/nvidia*"))) if os.path.exists(p)]
+    rw = [p for p in spec.allow_rw if os.path.isdir(p)] + devices
+    links = [p for p in ro if os.path.islink(p) and p in SYSTEM_ALLOW]   # /bin -> usr/bin
+    system = [_clone(p, False) for p in ro if p not in links and p in SYSTEM_ALLOW]
+    clones = [_clone(p, False) for p in ro if p not in links and p not in SYSTEM_ALLOW]
+    clones += [_clone(p, True) for p in rw]
+    # the new root is built on a tmpfs mounted over /tmp, which only this namespace sees
+    mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=0755")
+    new_root = "/tmp/root"
+    os.mkdir(new_root, 0o755)
+    mount("tmpfs", new_root, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=0755")
+    for p in links:
+        os.symlink(os.readlink(p), _place(new_root, p))
+    _attach(new_root, system)
+    # the course, the grader's files and home never show, even where a system folder holds them
+    masked = [m for m in spec.mask if os.path.isdir(new_root + m)]
+    for m in masked:
+        mount("tmpfs", new_root + m, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    for path, size in {"/tmp": spec.tmp_size, "/dev/shm": spec.shm_size}.items():
+        target = _place(new_root, path)
+        os.makedirs(target, exist_ok=True)
+        mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
+    _attach(new_root, clones)   # after /tmp: the socket folder may lie below it
+    proc = _place(new_root, "/proc")
+    os.makedirs(proc, exist_ok=True)
+    try:  # a kernel running as its own uid sees only its own processes
+        mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2")
+        proc_view = "own processes only (hidepid=2)"
+    except SandboxError:
+        fd = open_tree("/proc")
+        move_mount(fd, proc)
         os.close(fd)
-        if not rw:
-            try:
-                mount(None, p, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
-            except SandboxError:
-                pass
-    # folders to hide that sit inside a folder that was put back
-    for h in spec.hide:
-        if h not in hidden and os.path.isdir(h) and any(_under(h, p) for p, _, _ in clones):
-            mount("tmpfs", h, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
-            hidden.append(h)
-    for f in spec.hide_files:
-        if os.path.isfile(f):
-            try:
-                mount("/dev/null", f, None, MS_BIND)
-            except SandboxError:
-                pass
-    os.makedirs(cwd, exist_ok=True)
-    mount("tmpfs", cwd, "tmpfs", MS_NOSUID | MS_NODEV,
+        proc_view = "every process (the host's /proc)"
+    for link, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+        with contextlib.suppress(FileExistsError):
+            os.symlink(target, _place(new_root, f"/dev/{link}"))
+    workspace = _place(new_root, cwd)
+    os.makedirs(workspace, mode=0o755, exist_ok=True)
+    mount("tmpfs", workspace, "tmpfs", MS_NOSUID | MS_NODEV,
           f"size={spec.workspace_size},mode=0700,uid={uid},gid={gid}")
+    old = new_root + "/.old"
+    os.mkdir(old, 0o700)
+    pivot_root(new_root, old)
+    os.chdir("/")
+    umount_detached("/.old")
+    os.rmdir("/.old")
+    mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
     home = "/tmp/home"
     write_seed(seed, home, owner)
-    return {"hidden": hidden, "kept": [p for p, _, _ in clones], "workspace": cwd, "home": home}
+    return {"allowed": [c[0] for c in system + clones], "masked": masked, "proc": proc_view,
+            "workspace": cwd, "home": home}
+
+
+def _clone(path: str, writable: bool) -> tuple[str, bool, bool, int]:
+    """A detached copy of the mount tree at ``path``, taken before the view changes."""
+    return path, writable, os.path.isdir(path), open_tree(path)
+
+
+def _attach(new_root: str, clones) -> None:
+    """Put detached mount trees (from :func:`_clone`) in place under ``new_root``."""
+    for path, writable, is_dir, fd in clones:
+        target = _place(new_root, path)
+        if is_dir:
+            os.makedirs(target, mode=0o755, exist_ok=True)
+        elif not os.path.exists(target):
+            open(target, "a").close()
+        move_mount(fd, target)
+        os.close(fd)
+        if not writable:
+            read_only(target)
 
 
 def read_seed(folder: str | None, limit: int = 16 << 20) -> list[tuple[str, bytes]]:
@@ -344,96 +425,136 @@ def no_new_privs() -> bool:
                         ctypes.c_ulong(0), ctypes.c_ulong(0)) == 0
 
 
-def confine(spec: SandboxSpec, *, conn_file: str | None = None) -> tuple[dict, dict]:
-    """Apply ``spec`` to the current process. Returns (what was applied, kernel environment).
-
-    Steps that fail are recorded as strings ("refused: …") and the kernel still starts; the
-    grader reads the report and says what was not contained.
-    """
-    report: dict = {"pid": os.getpid(), "root": os.geteuid() == 0}
-    cwd = os.getcwd()
-    is_root = os.geteuid() == 0
-    uid = spec.uid if (is_root and spec.uid is not None) else os.getuid()
-    gid = spec.gid if (is_root and spec.gid is not None) else os.getgid()
-    if is_root and spec.uid is not None and spec.kill_uid_first:
-        kill_uid(spec.uid)
-
-    src_fd = os.open(cwd, os.O_RDONLY | os.O_DIRECTORY)
-    seed = read_seed(spec.home_seed)
+def _namespaces(spec: SandboxSpec, report: dict, ids: tuple[int, int], is_root: bool) -> int:
+    """Enter new network and mount namespaces; returns the flags that took effect."""
+    uid, gid = ids
     flags = (0 if spec.network else CLONE_NEWNET) | (CLONE_NEWNS if spec.mounts else 0)
     report["network"] = "host" if spec.network else None
+    if not flags:
+        return 0
+    try:
+        if is_root:
+            unshare(flags)
+        else:  # an unprivileged user needs a user namespace first
+            unshare(flags | CLONE_NEWUSER)
+            for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+                with open(f"/proc/self/{name}", "w") as f:
+                    f.write(text)
+        if not spec.network:
+            report["network"] = "none (new network namespace)"
+        return flags
+    except (SandboxError, OSError) as e:
+        report["network"] = report["network"] or f"refused: {e}"
+        return 0
+
+
+def _file_view(spec: SandboxSpec, report: dict, cwd: str, ids: tuple[int, int], seed, flags: int,
+               conn_file: str | None, chown_cwd: bool) -> str:
+    """The allow-list file system where possible; otherwise a private home. Returns HOME."""
     report["mounts"] = None
-    if flags:
-        try:
-            if is_root:
-                unshare(flags)
-            else:  # an unprivileged user needs a user namespace first
-                unshare(flags | CLONE_NEWUSER)
-                with open("/proc/self/setgroups", "w") as f:
-                    f.write("deny")
-                with open("/proc/self/uid_map", "w") as f:
-                    f.write(f"{uid} {uid} 1")
-                with open("/proc/self/gid_map", "w") as f:
-                    f.write(f"{gid} {gid} 1")
-            if not spec.network:
-                report["network"] = "none (new network namespace)"
-        except (SandboxError, OSError) as e:
-            report["network"] = report["network"] or f"refused: {e}"
-            flags = 0
-    home = None
     if spec.mounts and flags & CLONE_NEWNS:
         try:
-            report["mounts"] = private_mounts(spec, cwd, (uid, gid), seed)
-            home = report["mounts"]["home"]
+            report["mounts"] = allow_list_root(spec, cwd, ids, seed)
+            return report["mounts"]["home"]
         except (SandboxError, OSError) as e:
             report["mounts"] = f"refused: {e}"
     elif spec.mounts:
         report["mounts"] = "refused: no mount namespace"
-    if home is None:  # no private file system: a private home next to the connection file
-        base = os.path.dirname(conn_file) if conn_file else cwd
-        home = os.path.join(base, f"home-{os.getpid()}")
-        write_seed(seed, home, (uid, gid))
-        if is_root and spec.uid is not None:  # the student's folder becomes the kernel's
-            for dirpath, dirnames, filenames in os.walk(cwd):
-                for name in [dirpath] + [os.path.join(dirpath, n) for n in dirnames + filenames]:
-                    os.lchown(name, uid, gid)
-    if conn_file and is_root and spec.uid is not None:
-        os.chown(conn_file, uid, gid)
+    base = os.path.dirname(conn_file) if conn_file else cwd
+    home = os.path.join(base, f"home-{os.getpid()}")
+    write_seed(seed, home, ids)
+    if chown_cwd:  # the student's folder becomes the kernel's
+        for dirpath, dirnames, filenames in os.walk(cwd):
+            for name in [dirpath] + [os.path.join(dirpath, n) for n in dirnames + filenames]:
+                os.lchown(name, *ids)
+    return home
+
+
+def _join_cgroups(spec: SandboxSpec) -> str | None:
+    """Enter the kernel's control groups (memory and processes of the whole tree)."""
+    if not spec.cgroup:
+        return None
+    try:
+        for folder in spec.cgroup:
+            with open(os.path.join(folder, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+        return "joined"
+    except OSError as e:
+        return f"refused: {e}"
+
+
+def _redirect_log(conn_file: str | None) -> None:
+    """The kernel's own log (not the notebook's output) goes next to its sockets."""
+    if not conn_file:
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(os.path.join(os.path.dirname(conn_file), "kernel.log"),
+                     os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+
+
+def _write_report(spec: SandboxSpec, report: dict) -> None:
+    if spec.report:
+        with contextlib.suppress(OSError):
+            fd = os.open(spec.report, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(report, f)
+
+
+def confine(spec: SandboxSpec, *, conn_file: str | None = None) -> tuple[dict, dict]:
+    """Apply ``spec`` to the current process. Returns (what was applied, kernel environment).
+
+    Order: leftovers of the uid killed; the control groups joined; new namespaces; the
+    allow-list file system; resource limits; the unprivileged uid; ``no_new_privs``; only then
+    the student's files are copied into the workspace (as the kernel's uid, through a folder
+    opened before the view changed). Steps that fail are recorded as strings ("refused: …")
+    and the kernel still starts; the grader reads the report and says what was not contained.
+    """
+    is_root = os.geteuid() == 0
+    report: dict = {"pid": os.getpid(), "root": is_root}
+    cwd = os.getcwd()
+    own_uid = is_root and spec.uid is not None
+    ids = (spec.uid, spec.gid if spec.gid is not None else spec.uid) if own_uid else (os.getuid(), os.getgid())
+    if own_uid and spec.kill_uid_first:
+        kill_uid(spec.uid)
+    report["cgroup"] = _join_cgroups(spec)
+    src_fd = os.open(cwd, os.O_RDONLY | os.O_DIRECTORY)
+    seed = read_seed(spec.home_seed)
+    flags = _namespaces(spec, report, ids, is_root)
+    home = _file_view(spec, report, cwd, ids, seed, flags, conn_file, chown_cwd=own_uid)
+    if conn_file and own_uid:
+        os.chown(conn_file, *ids)
     report["limits"] = set_limits(spec)
     report["user"] = None
-    if is_root and spec.uid is not None:
+    if own_uid:
         try:
-            drop_privileges(uid, gid)
-            report["user"] = f"uid {uid}"
+            drop_privileges(*ids)
+            report["user"] = f"uid {ids[0]}"
         except OSError as e:
             report["user"] = f"refused: {e}"
     report["no_new_privs"] = no_new_privs()
     if isinstance(report["mounts"], dict):
         try:
-            os.chdir(cwd)  # through the new mounts: '..' no longer reaches the real folders
+            os.chdir(cwd)  # the workspace tmpfs, in the new root
             _copy_tree_from_fd(src_fd, cwd)
         except OSError as e:
             report["mounts"]["workspace"] = f"copy failed: {e}"
     os.close(src_fd)
     os.chdir(cwd)
     env = kernel_env(spec, home)
-    if conn_file:  # the kernel's own log (not the notebook's output) goes next to its sockets
-        with_log = os.path.join(os.path.dirname(conn_file), "kernel.log")
-        try:
-            fd = os.open(with_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            os.dup2(fd, 1)
-            os.dup2(fd, 2)
-            os.close(fd)
-        except OSError:
-            pass
-    if spec.report:
-        try:
-            fd = os.open(spec.report, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(report, f)
-        except OSError:
-            pass
+    _redirect_log(conn_file)
+    _write_report(spec, report)
     return report, env
+
+
+#: how the kernel starts: isolated (``-I``: no current folder, no PYTHON* variables, no user
+#: site-packages), with the student's folder appended *last* to ``sys.path`` so that a file
+#: handed in next to the notebook (``numpy.py``, ``ipykernel_launcher.py``) can be imported
+#: by name but can never stand in for an installed module
+KERNEL_MAIN = ("import sys; sys.path.append(''); "
+               "from ipykernel import kernelapp; kernelapp.launch_new_instance()")
 
 
 def probe() -> dict:
@@ -484,7 +605,7 @@ def main(argv: list[str] | None = None) -> None:
             i += 1
     spec = SandboxSpec.from_file(spec_path) if spec_path else SandboxSpec(mounts=False)
     _, env = confine(spec, conn_file=conn)
-    os.execve(sys.executable, [sys.executable, "-m", "ipykernel_launcher", *rest], env)
+    os.execve(sys.executable, [sys.executable, "-I", "-c", KERNEL_MAIN, *rest], env)
 
 
 if __name__ == "__main__":

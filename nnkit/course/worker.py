@@ -1,0 +1,225 @@
+"""A grading worker: a process that grades one submission at a time with nbgrader.
+
+The parent (``grade.py``) starts N of them. Each one, for each student it is sent:
+
+1. vets the submission into a staging folder (``submission.vet``): nothing is read through a
+   student's link, the course's cells are put back in the course's order;
+2. runs nbgrader's ``autograde`` on that staging copy into a private SQLite gradebook, with
+   ``GradingExecute`` (``execute.py``) and the sandboxed kernelspec (``sandbox.py``);
+3. kills whatever is left of the kernel's uid and sends the parent a record: status, events,
+   what the student changed, what was dropped, how long it took.
+
+As root, a worker first moves into its own control group (a memory bound for the worker
+itself) and into a mount namespace of its own, where its runtime folder (connection file,
+sockets, the kernel's log) is a small tmpfs: a kernel can write there, but not fill a disk.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from . import config as C
+from . import gradebook as GB
+from . import sandbox as SB
+from . import submission
+
+#: size of the tmpfs holding a worker's runtime folder (sockets, connection file, kernel log)
+RUNTIME_SIZE = 8 << 20
+
+
+@dataclasses.dataclass
+class WorkerSetup:
+    slot: int
+    root: str
+    course_id: str
+    assignment: str
+    template_db: str
+    workdir: str
+    options: dict
+    spec: dict | None
+    uid: int | None
+    submitted_dir: str = ""                 # the course's submitted/ folder
+    release_dir: str = ""                   # the course's release of this assignment
+    kernel_group: list[str] | None = None
+    worker_group: list[str] | None = None
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.workdir) / f"w{self.slot}"
+
+    @property
+    def runtime(self) -> Path:
+        return self.folder / "rt"
+
+
+def _worker_config(setup: WorkerSetup, db_url: str):
+    from nbconvert.preprocessors import ClearMetadataPreprocessor
+    from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, IgnorePattern,
+                                        LimitOutput, SaveAutoGrades)
+
+    from .execute import GradingExecute
+
+    opts = setup.options
+    cfg = C.load_config(Path(setup.root), db_url=db_url)
+    cfg.Autograde.autograde_preprocessors = [GradingExecute, IgnorePattern, ClearMetadataPreprocessor,
+                                             LimitOutput, SaveAutoGrades, AssignLatePenalties,
+                                             CheckCellMetadata]
+    cfg.CourseDirectory.submitted_directory = str(setup.folder / "submitted")   # the vetted copies
+    if opts.get("cell_timeout"):
+        cfg.Execute.timeout = int(opts["cell_timeout"])
+        cfg.GradingExecute.interrupt_grace = max(3, min(10, int(opts["cell_timeout"])))
+    if opts.get("guard_preload") is not None:
+        cfg.GradingExecute.guard_preload = list(opts["guard_preload"])
+    cfg.Execute.raise_on_iopub_timeout = False
+    cfg.GradingExecute.notebook_timeout = int(opts["notebook_timeout"])
+    cfg.GradingExecute.max_output_chars = int(opts["max_output_chars"])
+    cfg.GradingExecute.guard = bool(opts["guard"])
+    cfg.GradingExecute.events_file = str(setup.folder / "events.jsonl")
+    cfg.GradingExecute.kernel_cgroup = list(setup.kernel_group or [])
+    rt = setup.runtime
+    # Unix-domain sockets in the worker's own folder: a kernel without network can use them,
+    # and nothing else on the machine can connect to them
+    cfg.KernelManager.transport = "ipc"
+    cfg.KernelManager.ip = str(rt / "k")
+    cfg.KernelManager.connection_file = str(rt / "kernel.json")
+    if setup.spec is not None:
+        cfg.Execute.kernel_name = "nnkit-sandbox"
+        cfg.GradingExecute.sandbox_report = str(rt / "sandbox.json")
+    return cfg
+
+
+def _bound_worker(setup: WorkerSetup) -> None:
+    """As root: the worker's own control group, and a private tmpfs for its runtime folder."""
+    if setup.worker_group:
+        with contextlib.suppress(OSError):
+            for folder in setup.worker_group:
+                Path(folder, "cgroup.procs").write_text(str(os.getpid()))
+    elif setup.options.get("worker_memory"):  # no control group: this process alone is bounded
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_AS, (int(setup.options["worker_memory"]), hard))
+    if os.geteuid() != 0 or setup.spec is None:
+        return
+    with contextlib.suppress(OSError):
+        SB.unshare(SB.CLONE_NEWNS)
+        SB.mount(None, "/", None, SB.MS_REC | SB.MS_PRIVATE)
+        owner = setup.uid if setup.uid is not None else 0
+        SB.mount("tmpfs", str(setup.runtime), "tmpfs", SB.MS_NOSUID | SB.MS_NODEV,
+                 f"size={RUNTIME_SIZE},mode=0700,uid={owner},gid={owner}")
+
+
+def _prepare_worker_dir(setup: WorkerSetup) -> None:
+    wdir, rt = setup.folder, setup.runtime
+    rt.mkdir(parents=True, exist_ok=True)
+    os.chmod(wdir, 0o711)
+    os.chmod(rt, 0o700)
+    if setup.uid is not None:
+        os.chown(rt, setup.uid, setup.uid)
+    _bound_worker(setup)
+    if setup.spec is not None:
+        spec = dict(setup.spec)
+        spec["report"] = str(rt / "sandbox.json")
+        spec["allow_rw"] = [str(rt)]
+        (wdir / "spec.json").write_text(json.dumps(spec))
+        os.chmod(wdir / "spec.json", 0o600)
+        kdir = wdir / "jupyter" / "kernels" / "nnkit-sandbox"
+        kdir.mkdir(parents=True, exist_ok=True)
+        (kdir / "kernel.json").write_text(json.dumps({
+            # -I: nothing from the student's folder (the kernel's working folder) is imported
+            # by the launcher, which runs as root until it has confined itself
+            "argv": [sys.executable, "-I", "-m", "nnkit.course.sandbox", "--spec", str(wdir / "spec.json"),
+                     "-f", "{connection_file}"],
+            "display_name": "Python 3 (nnkit grading sandbox)",
+            "language": "python",
+            "metadata": {"debugger": False},
+        }))
+        os.environ["JUPYTER_PATH"] = str(wdir / "jupyter")
+    os.environ["JUPYTER_RUNTIME_DIR"] = str(rt)
+
+
+def _grade_one(setup: WorkerSetup, api_class, coursedir_class, student: str, extension) -> dict:
+    db = Path(setup.workdir) / "db" / f"{setup.slot}-{student}.db"
+    shutil.copy(setup.template_db, db)
+    url = f"sqlite:///{db}"
+    record = {"student": student, "db": url, "events": [], "status": "graded"}
+    events = setup.folder / "events.jsonl"
+    events.write_text("")
+    try:
+        staging = setup.folder / "submitted"
+        shutil.rmtree(staging, ignore_errors=True)
+        vetted = submission.vet(Path(setup.submitted_dir), student, setup.assignment,
+                                staging / student / setup.assignment, Path(setup.release_dir))
+        cfg = _worker_config(setup, url)
+        record.update(changes=vetted.changes, dropped=vetted.remarks, review=vetted.review)
+        GB.prepare_private(url, url, setup.course_id, setup.assignment, student, extension)
+        api = api_class(coursedir=coursedir_class(config=cfg), config=cfg)
+        res = api.autograde(setup.assignment, student, force=True, create=True)
+        if not res.get("success", False):
+            record["status"] = "error"
+            record["error"] = nbgrader_reason(res.get("log") or "", res.get("error") or "")
+    except Exception:
+        record["status"] = "error"
+        record["error"] = nbgrader_reason("", traceback.format_exc())
+    finally:
+        if setup.uid is not None:
+            with contextlib.suppress(Exception):
+                SB.kill_uid(setup.uid)
+    record["events"] = [json.loads(line) for line in events.read_text().splitlines() if line.strip()]
+    return record
+
+
+def worker_main(setup: WorkerSetup, tasks, results) -> None:  # pragma: no cover - child process
+    """A grading worker: one submission at a time, each into its own gradebook."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    import logging
+    import warnings
+
+    warnings.simplefilter("ignore")
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+
+    logging.getLogger("traitlets").setLevel(logging.ERROR)
+    _prepare_worker_dir(setup)
+    results.put(("ready", setup.slot, None))
+    while True:
+        task = tasks.get()
+        if task is None:
+            break
+        student, extension = task
+        results.put(("start", setup.slot, student))
+        started = time.monotonic()
+        record = _grade_one(setup, NbGraderAPI, CourseDirectory, student, extension)
+        record["seconds"] = round(time.monotonic() - started, 2)
+        results.put(("done", setup.slot, record))
+
+
+_LOG_ERROR = re.compile(r"^\[(?:\w+ \| )?(?:ERROR|CRITICAL)\]\s*(.*)")
+_EXCEPTION = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.+)$")
+
+
+def nbgrader_reason(log: str, error: str) -> str:
+    """Why nbgrader refused a notebook, in a sentence an instructor can act on.
+
+    nbgrader logs the reason as an ERROR line and then "see the above traceback"; the
+    traceback's last exception line says what went wrong. Both are preferred to the generic
+    lines around them.
+    """
+    generic = ("above traceback", "there was an error processing", "nbgrader step failed", "traceback (most recent")
+    logged = [m.group(1).strip() for m in map(_LOG_ERROR.search, str(log).splitlines()) if m]
+    logged = [x for x in logged if x and not any(g in x.lower() for g in generic)]
+    raised = [m.group(0) for m in map(_EXCEPTION.match, (ln.strip() for ln in str(error).splitlines())) if m]
+    raised = [x for x in raised if "NbGraderException" not in x or not logged]
+    reason = (logged[-1] if logged else raised[-1] if raised else
+              next((ln.strip() for ln in reversed(str(error or log).splitlines()) if ln.strip()), "unknown error"))
+    return reason[:500]
