@@ -1,19 +1,26 @@
 """Containment of untrusted notebooks while grading: one class of hostile submissions.
 
 A tiny course (three questions, no PyTorch: a kernel grades it in about a second) and a class
-of sixteen: an honest student, a blank one, and fourteen submissions that attack the grader
-(``nnkit.course.fixtures.HOSTILE``: infinite loops, a loop that ignores Ctrl-C, a fork bomb,
-unbounded memory, sys.exit, os._exit, killing processes, reading and writing outside the
-student's folder, the network, a gigabyte of output, monkey-patching numpy, the checks and
-IPython). The class is graded once, through the command line, with ``--jobs 2``; each test
-reads what it needs from the result: the gradebook, the JSON report, the autograded notebooks,
-the host's file system and process table.
+of about sixty: an honest student, a blank one, honest students who use PyTorch, matplotlib
+and nnkit (``fixtures.HONEST``), submissions whose code attacks the grader
+(``fixtures.HOSTILE``: loops, loops that ignore Ctrl-C, fork bombs, memory alone and across
+forked children, exits and kills early and late, files read and written outside the student's
+folder, the repository beside an editable install, /proc, the network, output and widget
+floods, full /tmp, /dev/shm and runtime folders, values shown to earn partial credit,
+monkey-patching numpy, the checks and IPython), submissions whose *files* attack it
+(:data:`FILE_ATTACKS`: symbolic and hard links, FIFOs, sockets, devices, huge, many and deeply
+nested files, modules that shadow numpy or ipykernel, notebooks that are links or not
+notebooks) and submissions that rearrange the course's cells (:data:`STRUCTURE_ATTACKS`).
+The class is graded once, through the command line, with ``--jobs 2``; each test reads what it
+needs from the result: the gradebook, the JSON report, the autograded notebooks, the host's
+file system and process table, and canary files planted around the course.
 """
 from __future__ import annotations
 
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -39,6 +46,135 @@ FULL_SANDBOX = PROBE["root"] and PROBE["namespaces"] and PROBE["mounts"]
 needs_sandbox = pytest.mark.skipif(
     not FULL_SANDBOX, reason=f"the full sandbox needs root and Linux namespaces here: {PROBE}")
 HOSTILE = {k: v for k, v in F.HOSTILE.items() if FULL_SANDBOX or k not in F.NEEDS_OWN_UID}
+SHADOWS = ("numpy", "ipykernel_launcher", "sitecustomize", "usercustomize", "json", "nnkit")
+
+
+def _shadow_marker(name: str) -> Path:
+    return Path(f"/tmp/nnkit-shadow-{os.getpid()}-{name}")
+
+
+def _shadow_modules(folder: Path) -> None:
+    for name in SHADOWS:
+        code = (f"open({str(_shadow_marker(name))!r}, 'w').write('imported')\n"
+                f"raise ImportError('the student\\'s {name} was imported')\n")
+        target = folder / name / "__init__.py" if name == "nnkit" else folder / f"{name}.py"
+        target.parent.mkdir(exist_ok=True)
+        target.write_text(code)
+
+
+def _links(folder: Path, root: Path) -> None:
+    (folder / "solution.ipynb").symlink_to(root / "solutions" / F.TINY / f"{F.TINY}.ipynb")
+    (folder / "gradebook.db").symlink_to(root / "gradebook.db")
+    (folder / "sol").symlink_to(root / "solutions")
+    (folder / "passwd").symlink_to("/etc/shadow")
+
+
+def _special_files(folder: Path, root: Path) -> None:
+    os.mkfifo(folder / "pipe")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(folder / "sock"))
+    sock.close()
+    if os.geteuid() == 0:
+        os.mknod(folder / "mem", 0o600 | stat.S_IFCHR, os.makedev(1, 1))
+    os.link(root / "canary.txt", folder / "hard.txt")
+
+
+def _big_and_many(folder: Path, root: Path) -> None:
+    with open(folder / "huge.bin", "wb") as f:
+        f.truncate(100 << 20)
+    many = folder / "many"
+    many.mkdir()
+    for i in range(1100):
+        (many / f"{i}.txt").write_text("x")
+    deep = folder
+    for i in range(12):
+        deep = deep / f"d{i}"
+    deep.mkdir(parents=True)
+    (deep / "bottom.txt").write_text("x")
+
+
+#: submissions whose files attack the grader: {student: (what to do to the folder, points)}
+FILE_ATTACKS = {
+    "shadow_modules": (lambda folder, root: _shadow_modules(folder), dict(F.POINTS)),
+    "link_files": (_links, dict(F.POINTS)),
+    "special_files": (_special_files, dict(F.POINTS)),
+    "big_and_many": (_big_and_many, dict(F.POINTS)),
+}
+
+
+def _by_id(nb, gid):
+    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == gid)
+
+
+def _moved_setup(good):
+    nb = F.with_cell(good, "square", "def square(x):\n    return x")
+    fake = nbformat.v4.new_code_cell("class GC:\n    Feedback = lambda *a, **k: None\n"
+                                     "    check_array = staticmethod(lambda *a, **k: None)\n"
+                                     "    call = staticmethod(lambda fb, f, *a: f(*a))")
+    setup = _by_id(nb, "setup")
+    nb.cells.remove(setup)
+    nb.cells.append(setup)
+    nb.cells.insert(1, fake)
+    return nb
+
+
+def _deleted_setup(good):
+    nb = F.with_cell(good, "square", "class GC:\n    Feedback = lambda *a, **k: None\n"
+                     "    check_array = staticmethod(lambda *a, **k: None)\n"
+                     "    call = staticmethod(lambda fb, f, *a: f(*a))\n"
+                     "def square(x):\n    return x")
+    nb.cells.remove(_by_id(nb, "setup"))
+    return nb
+
+
+def _duplicated_test(good):
+    nb = F.with_cell(good, "add", "def add(a, b):\n    return a - b")
+    copy = nbformat.from_dict(json.loads(json.dumps(_by_id(nb, "test_add"))))
+    copy.source = "pass"
+    nb.cells.insert(nb.cells.index(_by_id(nb, "test_add")), copy)
+    return nb
+
+
+def _fake_graded_cell(good):
+    nb = json.loads(json.dumps(good))
+    nb = nbformat.from_dict(nb)
+    cell = nbformat.v4.new_code_cell("print('bonus')")
+    cell.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True, "points": 50,
+                                 "grade_id": "bonus", "schema_version": 3}
+    nb.cells.append(cell)
+    return nb
+
+
+def _metadata_changed(good):
+    nb = F.with_cell(good, "double", "def double(x):\n    return x")
+    test = _by_id(nb, "test_double")
+    test.metadata["nbgrader"].update(grade=False, locked=False)
+    test.source = "pass"
+    return nb
+
+
+def _moved_test_before_answer(good):
+    nb = json.loads(json.dumps(good))
+    nb = nbformat.from_dict(nb)
+    test = _by_id(nb, "test_add")
+    nb.cells.remove(test)
+    nb.cells.insert(nb.cells.index(_by_id(nb, "add")), test)
+    return nb
+
+
+#: submissions that rearrange the course's cells: {student: (notebook from the honest one, points)}
+STRUCTURE_ATTACKS = {
+    # its own GC runs between the setup cell and the first test: that test ran while a name the
+    # course bound was replaced, so it scores 0 (the guard), as does the wrong square
+    "moved_setup": (_moved_setup, {**F.POINTS, "test_double": 0.0, "test_square": 0.0}),
+    "deleted_setup": (_deleted_setup, {**F.POINTS, "test_square": 0.0}),
+    "duplicated_test": (_duplicated_test, {**F.POINTS, "test_add": 0.0}),
+    "fake_graded_cell": (_fake_graded_cell, dict(F.POINTS)),
+    "metadata_changed": (_metadata_changed, {**F.POINTS, "test_double": 0.0}),
+    "moved_test": (_moved_test_before_answer, dict(F.POINTS)),
+}
+#: submissions that are not notebooks one could grade: every question scores 0
+UNREADABLE = {"link_notebook", "folder_link", "not_json", "bad_schema"}
 
 
 class Listener:
@@ -84,15 +220,52 @@ def _leftover_processes(lo: int, hi: int) -> list[str]:
     return out
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    base = tmp_path_factory.mktemp("containment")
-    root = F.make_course(base / "course", REPO)
+def _hand_in(root: Path) -> dict[str, Path]:
+    """The class; returns the canary files planted around the course (path -> content)."""
     good = F.answered(root, F.TINY)
     F.submit(root, "honest", F.TINY, good)
     F.submit(root, "blank", F.TINY, F.read_release(root, F.TINY))
     for name, (cell, source, _) in HOSTILE.items():
         F.submit(root, name, F.TINY, F.with_cell(good, cell, source))
+    for name, (cell, source) in F.HONEST.items():
+        F.submit(root, name, F.TINY, F.with_cell(good, cell, source))
+    for name, (build, _) in STRUCTURE_ATTACKS.items():
+        F.submit(root, name, F.TINY, build(good))
+    canaries = {root / "canary.txt": "course", root / "solutions" / "canary.txt": "solutions",
+                Path(f"/tmp/nnkit-canary-{os.getpid()}.txt"): "host tmp"}
+    for path, text in canaries.items():
+        path.write_text(text)
+    for name, (attack, _) in FILE_ATTACKS.items():
+        attack(F.submit(root, name, F.TINY, good), root)
+    honest_tiny = root / "submitted" / "honest" / F.TINY
+    link = root / "submitted" / "link_notebook" / F.TINY
+    link.mkdir(parents=True)
+    (link / f"{F.TINY}.ipynb").symlink_to(honest_tiny / f"{F.TINY}.ipynb")
+    (root / "submitted" / "folder_link").mkdir()
+    (root / "submitted" / "folder_link" / F.TINY).symlink_to(honest_tiny)
+    F.submit(root, "not_json", F.TINY, good).joinpath(f"{F.TINY}.ipynb").write_text("{ not a notebook")
+    F.submit(root, "bad_schema", F.TINY, good).joinpath(f"{F.TINY}.ipynb").write_text('{"cells": 5}')
+    helper = F.submit(root, "honest_helper", F.TINY,
+                      F.with_cell(good, "double", "from helper import twice\ndef double(x):\n    return twice(x)"))
+    (helper / "helper.py").write_text("def twice(x):\n    return 2 * x\n")
+    (root / "submitted" / "canary_writer" / F.TINY / "canaries.txt").write_text("\n".join(map(str, canaries)))
+    return canaries
+
+
+def expected_points() -> dict[str, dict]:
+    out = {"honest": dict(F.POINTS), "blank": {k: 0.0 for k in F.POINTS}, "honest_helper": dict(F.POINTS)}
+    out.update({name: pts for name, (_, _, pts) in HOSTILE.items()})
+    out.update({name: dict(F.POINTS) for name in F.HONEST})
+    out.update({name: pts for name, (_, pts) in {**STRUCTURE_ATTACKS, **FILE_ATTACKS}.items()})
+    out.update({name: {k: 0.0 for k in F.POINTS} for name in UNREADABLE})
+    return out
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    base = tmp_path_factory.mktemp("containment")
+    root = F.make_course(base / "course", REPO)
+    canaries = _hand_in(root)
     listener = Listener()
     (root / "submitted" / "network" / F.TINY / "port.txt").write_text(str(listener.port))
     for stray in ("/tmp/nnkit-hostile-was-here", "/tmp/hostile-was-here"):
@@ -103,7 +276,7 @@ def graded(tmp_path_factory):
            "--timeout", "5", "--memory", "1G", "--processes", "64", "--uid-base", str(UID_BASE),
            "--guard-preload", "numpy,nnkit,nnkit.grading,nnkit.grading.*", "--report", str(report),
            "--no-progress"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
     listener.close()
     data = json.loads(report.read_text()) if report.exists() else {}
     scores = GB.scores(f"sqlite:///{root / 'gradebook.db'}", "nnkit", F.TINY)
@@ -123,7 +296,7 @@ def graded(tmp_path_factory):
         return out
 
     return {"root": root, "proc": proc, "report": data, "scores": scores, "outputs": outputs,
-            "listener": listener}
+            "listener": listener, "canaries": canaries}
 
 
 def _events(graded, student, kind):
@@ -133,13 +306,12 @@ def _events(graded, student, kind):
 def test_the_grader_itself_succeeds(graded):
     proc = graded["proc"]
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
-    assert f"tiny: {len(HOSTILE) + 2} submissions graded" in proc.stdout
-    assert set(graded["scores"]) == {"honest", "blank", *HOSTILE}, "a submission is missing from the gradebook"
+    assert f"tiny: {len(expected_points())} submissions graded" in proc.stdout
+    assert set(graded["scores"]) == set(expected_points()), "a submission is missing from the gradebook"
 
 
 def test_every_submission_gets_exactly_the_points_it_earned(graded):
-    expected = {"honest": dict(F.POINTS), "blank": {k: 0.0 for k in F.POINTS}}
-    expected.update({name: pts for name, (_, _, pts) in HOSTILE.items()})
+    expected = expected_points()
     got = {s: {cell: g[0] for cell, g in v["grades"].items()} for s, v in graded["scores"].items()}
     wrong = {s: (got.get(s), want) for s, want in expected.items() if got.get(s) != want}
     assert not wrong, f"(got, expected) per student: {wrong}"
@@ -177,7 +349,17 @@ def test_exits_cost_only_what_did_not_run(graded):
     assert "SystemExit" in out("sys_exit")["add"]
     [died] = _events(graded, "os_exit", "kernel_died")
     assert died["cell"] == "square" and "exit code 7" in died["detail"]
-    assert {e["cell"] for e in _events(graded, "os_exit", "not_run")} == {"test_square", "add", "test_add"}
+    assert not _events(graded, "os_exit", "not_run")       # a fresh kernel graded the rest
+    assert [e["cell"] for e in _events(graded, "os_exit", "restarted")] == ["square"]
+    assert "a fresh kernel graded the rest without that cell" in graded["proc"].stdout
+
+
+@pytest.mark.parametrize("student, cell", [("deaf_early", "double"), ("exit_early", "double"),
+                                           ("kill_self", "square"), ("deaf_loop", "add")])
+def test_a_stopped_kernel_costs_only_its_own_question(graded, student, cell):
+    [died] = _events(graded, student, "kernel_died")
+    assert died["cell"] == cell
+    assert not _events(graded, student, "not_run")
 
 
 @needs_sandbox
@@ -195,7 +377,7 @@ def test_the_kernel_sees_only_its_own_folder(graded):
     for what in ("read-solutions", "read-gradebook", "read-other-student"):
         assert f"HOSTILE {what} : FileNotFoundError" in text, text
     assert "HOSTILE autograded-listing: ['snoop']" in text
-    assert "HOSTILE write-course : PermissionError" in text
+    assert "HOSTILE write-course : PermissionError" in text or "HOSTILE write-course : OSError" in text
     assert "HOSTILE big-file : OSError" in text            # RLIMIT_FSIZE
     assert "HOSTILE write-here : done" in text             # its own folder is writable ...
     root = graded["root"]
@@ -238,8 +420,10 @@ def test_monkey_patching_the_checks_earns_nothing(graded, student, cell, replace
 
 
 def test_honest_submissions_are_not_flagged(graded):
-    for student in ("honest", "blank", "loop", "sys_exit"):
+    for student in ("honest", "blank", "loop", "sys_exit", "honest_helper", *F.HONEST):
         assert not _events(graded, student, "tamper"), student
+        assert not _events(graded, student, "guard_unavailable"), student
+        assert student not in graded["proc"].stdout.split("submissions that need attention:")[-1], student
     assert graded["report"]["students"]["honest"]["review"] == []
 
 
@@ -251,5 +435,96 @@ def test_the_sandbox_report_says_what_was_applied(graded):
     if FULL_SANDBOX:
         assert detail["user"].startswith("uid ")
         assert detail["network"].startswith("none")
-        assert str(graded["root"]) in detail["mounts"]["hidden"] or any(
-            str(graded["root"]).startswith(h) for h in detail["mounts"]["hidden"])
+        allowed = detail["mounts"]["allowed"]
+        assert not any(SB.under(str(graded["root"]), p) or SB.under(p, str(graded["root"])) for p in allowed)
+        assert detail["cgroup"] in (None, "joined")
+
+
+def _report(graded, student):
+    return graded["report"]["students"][student]
+
+
+def test_nothing_is_read_through_a_link_and_odd_files_are_dropped(graded):
+    dropped = {s: " ".join(_report(graded, s).get("dropped", [])) for s in FILE_ATTACKS}
+    for name in ("solution.ipynb", "gradebook.db", "sol", "passwd"):
+        assert f"dropped {name}: a symbolic link" in dropped["link_files"]
+    for name, why in (("pipe", "not a regular file"), ("sock", "not a regular file"),
+                      ("hard.txt", "a hard link"), *((("mem", "not a regular file"),) if os.geteuid() == 0 else ())):
+        assert f"dropped {name}: {why}" in dropped["special_files"]
+    assert "dropped huge.bin: larger than" in dropped["big_and_many"]
+    assert "more than 1000 files" in dropped["big_and_many"]
+    assert "nested deeper than" in dropped["big_and_many"]
+    auto = graded["root"] / "autograded"
+    for student, name in (("link_files", "solution.ipynb"), ("link_files", "gradebook.db"),
+                          ("special_files", "pipe"), ("special_files", "hard.txt"),
+                          ("big_and_many", "huge.bin")):
+        assert not os.path.lexists(auto / student / F.TINY / name)
+
+
+def test_a_notebook_that_is_a_link_or_no_notebook_scores_zero_with_the_reason(graded):
+    assert "a symbolic link" in " ".join(_report(graded, "link_notebook")["dropped"])
+    assert "refused: a symbolic link" in " ".join(_report(graded, "folder_link")["dropped"])
+    assert "not a readable notebook" in " ".join(_report(graded, "not_json")["dropped"])
+    assert "not a readable notebook" in " ".join(_report(graded, "bad_schema")["dropped"])
+    summary = graded["proc"].stdout
+    for student in UNREADABLE:
+        assert student in summary
+
+
+def test_files_handed_in_never_stand_in_for_installed_modules(graded):
+    for name in SHADOWS:
+        assert not _shadow_marker(name).exists(), f"the student's {name} was imported"
+    assert not _report(graded, "shadow_modules").get("error")
+
+
+def test_the_course_cells_run_in_place_and_the_summary_says_what_changed(graded):
+    changes = {s: " ".join(_report(graded, s).get("changes", [])) for s in STRUCTURE_ATTACKS}
+    assert "moved" in changes["moved_setup"]
+    assert "deleted setup" in changes["deleted_setup"]
+    assert "duplicated test_add" in changes["duplicated_test"]
+    assert "added a cell marked as graded (bonus)" in changes["fake_graded_cell"]
+    assert "changed the nbgrader metadata of test_double" in changes["metadata_changed"]
+    assert "moved" in changes["moved_test"]
+    assert graded["scores"]["fake_graded_cell"]["max_score"] == sum(F.POINTS.values())
+
+
+def test_canaries_around_the_course_are_untouched(graded):
+    for path, text in graded["canaries"].items():
+        assert path.read_text() == text, path
+    out = graded["outputs"]("canary_writer")["double"]
+    assert out.count("HOSTILE canary") == len(graded["canaries"]) and ": done" not in out
+
+
+@needs_sandbox
+def test_the_kernel_sees_nothing_of_the_course_or_the_repository_beside_nnkit(graded):
+    text = graded["outputs"]("read_beside_package")["double"]
+    assert "True" not in text, text
+    listing = text.split("HOSTILE repo-listing:")[1].splitlines()[0]
+    assert "solutions" not in listing and "tests" not in listing
+    assert "HOSTILE course-walk: []" in graded["outputs"]("course_walk")["double"]
+    assert "HOSTILE proc-others: 0" in graded["outputs"]("proc_snoop")["double"]
+
+
+@needs_sandbox
+def test_every_writable_place_is_capped(graded):
+    text = graded["outputs"]("fill_tmp")["double"]
+    for folder in ("/tmp", "/dev/shm"):
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"HOSTILE fill {folder} :"))
+        assert "OSError" in line and int(line.split()[-1]) <= 130, line
+    line = graded["outputs"]("fill_runtime")["double"]
+    assert "OSError" in line and int(line.split()[-1]) <= 8, line
+
+
+@needs_sandbox
+def test_memory_counts_for_the_kernels_whole_process_tree(graded):
+    if "cgroup" not in (graded["report"]["containment"].get("cgroup") or "cgroup refused"):
+        pytest.skip("no control groups here: the memory limit holds per process only")
+    text = graded["outputs"]("fork_memory")["add"]
+    held = int(text.split("HOSTILE fork-memory:")[1].split()[0])
+    assert held <= 3, text          # 1 GiB for the tree: at most three children of 300 MiB
+
+
+def test_widget_traffic_is_capped(graded):
+    assert _events(graded, "comm_flood", "comm_truncated")
+    size = (graded["root"] / "autograded" / "comm_flood" / F.TINY / f"{F.TINY}.ipynb").stat().st_size
+    assert size < 5_000_000

@@ -77,7 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--notebook-timeout", type=int, default=1800, metavar="S",
                    help="seconds for a whole notebook; later cells are not run (default 1800)")
     g.add_argument("--memory", type=parse_size, default=parse_size("4G"), metavar="SIZE",
-                   help="address-space limit per kernel (default 4G)")
+                   help="memory per kernel: its whole process tree where control groups allow, "
+                        "and each process's address space (default 4G)")
+    g.add_argument("--worker-memory", type=parse_size, default=parse_size("2G"), metavar="SIZE",
+                   help="memory of each grading worker itself (default 2G)")
     g.add_argument("--cpu", type=int, default=900, metavar="S", help="CPU seconds per kernel (default 900)")
     g.add_argument("--processes", type=int, default=256, metavar="N",
                    help="processes and threads per kernel user (default 256)")
@@ -155,6 +158,7 @@ def cmd_grade(root: Path, args) -> int:
     opts = GradeOptions(
         assignment=args.assignment, jobs=args.jobs, students=args.student, shard=args.shard,
         cell_timeout=args.timeout, notebook_timeout=args.notebook_timeout, memory=args.memory,
+        worker_memory=args.worker_memory,
         cpu=args.cpu, nproc=args.processes, fsize=args.file_size, max_output_chars=args.max_output,
         sandbox=not args.no_sandbox, network=args.allow_network, guard=not args.no_guard,
         guard_preload=args.guard_preload,

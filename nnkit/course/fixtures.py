@@ -250,7 +250,7 @@ HOSTILE = {
     "os_exit": ("square", """
         import os
         os._exit(7)
-        """, _pts(test_square=0.0, test_add=0.0)),
+        """, _pts(test_square=0.0)),
     # kills its own kernel, and tries to kill everything else it can reach
     "killer": ("add", """
         import os, signal
@@ -342,4 +342,205 @@ HOSTILE = {
         def add(a, b):
             return a - b
         """, _pts(test_add=0.0)),
+}
+
+HOSTILE.update({
+    # a stopped kernel costs only its own cell: early deaths and hangs, then a fresh kernel
+    "deaf_early": ("double", """
+        import signal
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        while True:
+            pass
+        """, _pts(test_double=0.0)),
+    "exit_early": ("double", """
+        import os
+        os._exit(3)
+        """, _pts(test_double=0.0)),
+    "kill_self": ("square", """
+        import os, signal
+        os.kill(os.getpid(), signal.SIGKILL)
+        """, _pts(test_square=0.0)),
+    "raise_exit_in_test": ("add", """
+        def add(a, b):
+            raise SystemExit(0)
+        """, _pts(test_add=0.0)),
+    "raise_interrupt_in_test": ("add", """
+        def add(a, b):
+            raise KeyboardInterrupt
+        """, _pts(test_add=0.0)),
+    # a value shown in a test cell is not partial credit, not even before the failure
+    "partial_credit": ("double", """
+        import sys
+        def double(x):
+            sys.displayhook(1.0)
+            return x
+        """, _pts(test_double=0.0)),
+    "partial_credit_ipython": ("add", """
+        def add(a, b):
+            get_ipython().displayhook(1)
+            return a - b
+        """, _pts(test_add=0.0)),
+    "output_mimic": ("square", """
+        def square(x):
+            print("All tests passed! 2/2 points")
+            return x
+        """, _pts(test_square=0.0)),
+    # the package's own folder is shown, never the repository around it
+    "read_beside_package": ("double", """
+        import os, nnkit
+        repo = os.path.dirname(os.path.dirname(nnkit.__file__))
+        for what in ("solutions", "tests", "gradebook.db", "pyproject.toml", "nbgrader_config.py"):
+            print("HOSTILE beside-package", what, ":", os.path.exists(os.path.join(repo, what)))
+        print("HOSTILE repo-listing:", sorted(os.listdir(repo)))
+        def double(x):
+            return 2 * x
+        """, _pts()),
+    # everything of the course the kernel can find by walking its folders
+    "course_walk": ("double", """
+        import os
+        here = os.getcwd()
+        course = os.path.abspath(os.path.join(here, "..", "..", ".."))
+        found = [os.path.join(d, f) for d, _, fs in os.walk(course) for f in fs if not d.startswith(here)]
+        print("HOSTILE course-walk:", found[:5])
+        def double(x):
+            return 2 * x
+        """, _pts()),
+    # overwrite the canary files whose paths the test hands in next to the notebook
+    "canary_writer": ("double", """
+        import os
+        for path in open("canaries.txt").read().split():
+            try:
+                open(path, "w").write("changed")
+                print("HOSTILE canary", path, ": done")
+            except OSError as e:
+                print("HOSTILE canary", path, ":", type(e).__name__)
+        def double(x):
+            return 2 * x
+        """, _pts()),
+    # what other processes run, and with which command lines
+    "proc_snoop": ("double", """
+        import os
+        others = [p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
+        print("HOSTILE proc-others:", len(others))
+        def double(x):
+            return 2 * x
+        """, _pts()),
+    # every writable place is capped
+    "fill_tmp": ("double", """
+        import os
+        def _fill(folder):
+            written = 0
+            try:
+                for i in range(64):
+                    with open(os.path.join(folder, f"fill{i}"), "wb") as f:
+                        for _ in range(32):
+                            f.write(b"x" * (1 << 20))
+                            written += 1
+                print("HOSTILE fill", folder, ": done", written)
+            except OSError as e:
+                print("HOSTILE fill", folder, ":", type(e).__name__, written)
+        for folder in ("/tmp", "/dev/shm"):
+            _fill(folder)
+        def double(x):
+            return 2 * x
+        """, _pts()),
+    "fill_runtime": ("double", """
+        import os, sys
+        conn = next((a for a in sys.argv if a.endswith(".json")), None)
+        written = 0
+        try:
+            for i in range(64):
+                with open(os.path.join(os.path.dirname(conn), f"fill{i}"), "wb") as f:
+                    for _ in range(32):
+                        f.write(b"x" * (1 << 20))
+                        written += 1
+            print("HOSTILE fill-runtime : done", written)
+        except (OSError, TypeError) as e:
+            print("HOSTILE fill-runtime :", type(e).__name__, written)
+        def double(x):
+            return 2 * x
+        """, _pts()),
+    # memory counted for the whole process tree: children that each stay under the
+    # per-process limit cannot together exceed the kernel's
+    "fork_memory": ("add", """
+        import os, select, time
+        def add(a, b):
+            return a + b
+        armed = os.environ.get("NNKIT_SANDBOX") == "1" and os.getuid() >= 1000
+        held, pids = 0, []
+        for _ in range(8 if armed else 0):
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                open("/proc/self/oom_score_adj", "w").write("1000")
+                block = bytearray(300 << 20)
+                for i in range(0, len(block), 4096):
+                    block[i] = 1
+                os.write(w, b"1")
+                time.sleep(30)
+                os._exit(0)
+            os.close(w)
+            pids.append(pid)
+            if select.select([r], [], [], 20)[0] and os.read(r, 1) == b"1":
+                held += 1
+            os.close(r)
+        alive = [pid for pid in pids if os.waitpid(pid, os.WNOHANG) == (0, 0)]
+        for pid in pids:
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+        held = len(alive)   # children still holding their memory together
+        print("HOSTILE fork-memory:", held, "children held 300 MiB")
+        """, _pts()),
+    # widget traffic is capped like output
+    "comm_flood": ("double", """
+        import ipywidgets as widgets
+        box = widgets.Text()
+        for i in range(400):
+            box.value = str(i) * 250_000
+        def double(x):
+            return 2 * x
+        """, _pts()),
+})
+
+#: honest submissions that use the libraries a student may use: never flagged, full marks
+HONEST = {
+    "honest_torch": ("double", """
+        import torch
+        w = torch.zeros(1, requires_grad=True)
+        opt = torch.optim.SGD([w], lr=0.1, momentum=0.9)
+        for _ in range(3):
+            opt.zero_grad()
+            ((w - 2) ** 2).sum().backward()
+            opt.step()
+        adam = torch.optim.Adam(torch.nn.Linear(2, 2).parameters())
+        torch.nn.functional.relu(torch.autograd.grad((w * 3).sum(), w)[0])
+        def double(x):
+            return 2 * x
+        """),
+    "honest_matplotlib": ("square", """
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [0, 1])
+        plt.close(fig)
+        def square(x):
+            return x * x
+        """),
+    "honest_nnkit": ("square", """
+        import nnkit as nk
+        model = nk.Sequential(nk.Linear(2, 3), nk.Sigmoid(), nk.Linear(3, 1))
+        loss = nk.MSELoss()
+        out = model(np.ones((4, 2)))
+        loss(out, np.zeros((4, 1)))
+        model.backward(loss.backward())
+        nk.optim.SGD(model.parameters(), lr=0.1, momentum=0.9).step()
+        def square(x):
+            return x * x
+        """),
+    "honest_shows_values": ("add", """
+        def add(a, b):
+            return a + b
+        add(2, 3)
+        """),
 }

@@ -552,8 +552,9 @@ def confine(spec: SandboxSpec, *, conn_file: str | None = None) -> tuple[dict, d
 #: how the kernel starts: isolated (``-I``: no current folder, no PYTHON* variables, no user
 #: site-packages), with the student's folder appended *last* to ``sys.path`` so that a file
 #: handed in next to the notebook (``numpy.py``, ``ipykernel_launcher.py``) can be imported
-#: by name but can never stand in for an installed module
-KERNEL_MAIN = ("import sys; sys.path.append(''); "
+#: by name but can never stand in for an installed module; nnkit is imported first because an
+#: editable install finds it only after every folder on sys.path has been searched
+KERNEL_MAIN = ("import sys, nnkit; sys.path.append(''); "
                "from ipykernel import kernelapp; kernelapp.launch_new_instance()")
 
 

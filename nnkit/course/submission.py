@@ -82,7 +82,8 @@ def _read_regular(name: str, dir_fd: int, cap: int) -> tuple[bytes | None, str]:
 
 
 def _copy_folder(dir_fd: int, dest: Path, rel: str, caps: Caps, out: Vetted, depth: int) -> None:
-    for entry in sorted(os.scandir(dir_fd), key=lambda e: e.name):
+    # notebooks first, so that no number of other files can push one out
+    for entry in sorted(os.scandir(dir_fd), key=lambda e: (not e.name.endswith(".ipynb"), e.name)):
         path = f"{rel}{entry.name}"
         mode = entry.stat(follow_symlinks=False).st_mode
         if stat.S_ISDIR(mode):
@@ -98,6 +99,9 @@ def _copy_folder(dir_fd: int, dest: Path, rel: str, caps: Caps, out: Vetted, dep
             continue
         if stat.S_ISLNK(mode):
             out.remarks.append(f"dropped {path}: a symbolic link")
+            continue
+        if not stat.S_ISREG(mode):
+            out.remarks.append(f"dropped {path}: not a regular file")
             continue
         if out.files >= caps.files:
             out.remarks.append(f"dropped {path}: more than {caps.files} files")
@@ -124,11 +128,14 @@ def vet(submitted: Path, student: str, assignment: str, dest: Path, release: Pat
     try:
         try:
             sfd = _open_dir(student, top)
-            afd = _open_dir(assignment, sfd)
-            os.close(sfd)
+            try:
+                afd = _open_dir(assignment, sfd)
+            finally:
+                os.close(sfd)
         except OSError as e:
+            link = os.path.islink(submitted / student) or os.path.islink(submitted / student / assignment)
             out.remarks.append(f"the submission folder {student}/{assignment} was refused: "
-                               f"{'a symbolic link' if e.errno == 40 else e.strerror}")
+                               f"{'a symbolic link' if link else e.strerror}")
         else:
             try:
                 _copy_folder(afd, dest, "", caps, out, 0)
@@ -150,7 +157,7 @@ def _rebuild_notebooks(dest: Path, release: Path, out: Vetted) -> None:
         reason = None
         if not target.is_file():
             reason = next((r.split(": ", 1)[1] for r in out.remarks if r.startswith(f"dropped {skeleton.name}:")),
-                          None)
+                          "it was not handed in")
         else:
             try:
                 mine = nbformat.reads(target.read_text(encoding="utf-8"), as_version=4)
