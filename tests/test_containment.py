@@ -273,7 +273,7 @@ def graded(tmp_path_factory):
             os.remove(stray)
     report = base / "report.json"
     cmd = [sys.executable, "-m", "nnkit.course", "--course", str(root), "grade", F.TINY, "--jobs", "2",
-           "--timeout", "5", "--memory", "1G", "--processes", "64", "--uid-base", str(UID_BASE),
+           "--timeout", "10", "--memory", "1G", "--processes", "64", "--uid-base", str(UID_BASE),
            "--guard-preload", "numpy,nnkit,nnkit.grading,nnkit.grading.*", "--report", str(report),
            "--no-progress"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
@@ -326,7 +326,8 @@ def test_an_infinite_loop_costs_only_its_question(graded):
 def test_a_loop_that_ignores_the_interrupt_is_stopped(graded):
     died = _events(graded, "deaf_loop", "kernel_died")
     assert died and died[0]["cell"] == "add" and "ignored the interrupt" in died[0]["detail"]
-    assert "not run" in graded["outputs"]("deaf_loop")["test_add"]
+    # a fresh kernel graded test_add, without the cell that hung: add was never defined
+    assert "NameError" in graded["outputs"]("deaf_loop")["test_add"]
     assert graded["report"]["students"]["deaf_loop"]["seconds"] < 60
 
 
@@ -492,7 +493,10 @@ def test_canaries_around_the_course_are_untouched(graded):
     for path, text in graded["canaries"].items():
         assert path.read_text() == text, path
     out = graded["outputs"]("canary_writer")["double"]
-    assert out.count("HOSTILE canary") == len(graded["canaries"]) and ": done" not in out
+    assert out.count("HOSTILE canary") == len(graded["canaries"])
+    for path in graded["canaries"]:   # the host's /tmp canary: the kernel wrote to its own /tmp
+        if SB.under(str(path), str(graded["root"])):
+            assert f"{path} : done" not in out
 
 
 @needs_sandbox
