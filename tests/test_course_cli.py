@@ -28,6 +28,7 @@ from nnkit.course import gradebook as GB  # noqa: E402
 from nnkit.course import sandbox as SB  # noqa: E402
 from nnkit.course import containment as CT  # noqa: E402
 from nnkit.course import submission as SUB  # noqa: E402
+from nnkit.course import worker as W  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PS1 = "ps1_perceptron"
@@ -206,8 +207,8 @@ def ps1_class(tmp_path_factory):
     add("partial", only_sigmoid, lost=[k[5:] for k in points if k != "test_sigmoid"])
     add("hostile_loop", F.with_cell(good, "forward", "def forward(X, W1, b1, W2, b2):\n    while True:\n        pass"),
         lost=["forward"])
-    add("hostile_exit", F.with_cell(good, "mse_grad", "import os\nos._exit(1)"),
-        lost=["mse_grad", "output_layer_grads", "gradient_step"])
+    # the kernel dies in mse_grad: a fresh kernel grades the rest without that cell
+    add("hostile_exit", F.with_cell(good, "mse_grad", "import os\nos._exit(1)"), lost=["mse_grad"])
     add("hostile_patch", F.with_cell(good, "gradient_step", WRONG["gradient_step"] +
                                      "\nimport numpy\nnumpy.allclose = lambda *a, **k: True\n"
                                      "G.check_gradient_step = lambda *a, **k: None"), lost=["gradient_step"])
@@ -368,3 +369,17 @@ def test_the_console_script_is_declared():
     data = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert data["project"]["scripts"]["nnkit"] == "nnkit.course.cli:main"
     assert callable(cli.main)
+
+
+def test_nbgrader_refusals_are_reported_with_their_reason():
+    log = ("[INFO] Converting notebook /c/autograded/s/ps1/ps1.ipynb\n"
+           "[ERROR] Error occurred while starting new kernel client for kernel 1f: Kernel died before replying to kernel_info\n"
+           "[ERROR] There was an error processing assignment: /c/submitted/s/ps1\n"
+           "[ERROR] Traceback (most recent call last):\n    RuntimeError: Kernel died before replying to kernel_info\n"
+           "[ERROR] Please see the the above traceback for details on the specific errors on the above failures.\n")
+    error = ("Traceback (most recent call last):\n  File \"x\", line 1\n"
+             "nbgrader.converters.base.NbGraderException: Please see the the above traceback for details.")
+    assert W.nbgrader_reason(log, error) == (
+        "Error occurred while starting new kernel client for kernel 1f: Kernel died before replying to kernel_info")
+    assert W.nbgrader_reason("", "Traceback:\n  ...\nValueError: Notebook has a bad cell") == \
+        "ValueError: Notebook has a bad cell"

@@ -25,6 +25,7 @@ cheats it catches and which it cannot.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 #: modules whose functions and classes are protected; "name.*" includes the subpackages
@@ -103,9 +104,45 @@ def _make_guard(key: bytes, protect: tuple):
     _list, _len, _type = list, len, type
     _ModuleType, _FunctionType = types.ModuleType, types.FunctionType
     _modules = sys.modules
+    _CodeType = types.CodeType
+    _env = tuple({os.path.join(os.path.realpath(p), "") for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)})
     _new, _sha256, _dumps = hmac.new, hashlib.sha256, json.dumps
     _gettrace, _getprofile, _settrace, _setprofile = sys.gettrace, sys.getprofile, sys.settrace, sys.setprofile
     _MISSING = object()
+
+    def library_code(code) -> bool:
+        """Is ``code`` compiled from a module of the Python environment (the very object, not
+        a copy with another file name)? Searches the functions of the module whose file it names."""
+        fname = code.co_filename
+        if not _isinstance(fname, str) or not fname.startswith(_env):
+            return False
+        for mod in _list(_modules.values()):
+            if _getattr(mod, "__file__", None) != fname:
+                continue
+            stack = [v.__code__ for v in _list(_vars(mod).values()) if _isinstance(v, _FunctionType)]
+            seen = set()
+            while stack:
+                c = stack.pop()
+                if c is code:
+                    return True
+                if _id(c) not in seen:
+                    seen.add(_id(c))
+                    stack.extend(k for k in c.co_consts if _isinstance(k, _CodeType))
+        return False
+
+    def library_wrapper(now, orig) -> bool:
+        """A library's own wrapper of ``orig`` (importing ``torch.optim`` wraps
+        ``torch.manual_seed`` so: ``functools.wraps``, code from the installed package)."""
+        if not _isinstance(now, _FunctionType):
+            return False
+        inner = now
+        for _ in range(4):
+            inner = _getattr(inner, "__wrapped__", None)
+            if inner is orig:
+                return library_code(now.__code__)
+            if inner is None:
+                return False
+        return False
 
     def watched(value) -> bool:
         return (_isinstance(value, (type, _ModuleType, staticmethod, classmethod, property))
@@ -215,9 +252,12 @@ def _make_guard(key: bytes, protect: tuple):
                 if restore:
                     _modules[name] = mod
             d = _vars(mod)
-            for attr, orig in items.items():
+            for attr, orig in _list(items.items()):
                 now = d.get(attr, _MISSING)
-                if now is not orig:
+                if now is not orig and library_wrapper(now, orig):
+                    items[attr] = now          # the library's own doing: the new original
+                    snap_code(now)
+                elif now is not orig:
                     found.append(f"{name}.{attr} was {'deleted' if now is _MISSING else 'replaced'}")
                     if restore:
                         d[attr] = orig

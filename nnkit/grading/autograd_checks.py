@@ -29,7 +29,6 @@ from .core import (
     NO_ACCUMULATION,
     SIGN_FLIP,
     WRONG_TYPE,
-    WRONG_VALUES,
     Feedback,
     Probe,
     call,
@@ -186,7 +185,7 @@ def _check_binary_rule(question: str, rule: Callable, op: str, *, hidden: bool) 
     pre = seeded(23).uniform(-1, 1, (len(cases), 2))
     expected = _run_binary(None, op, cases, pre=pre, reference=True)
     got = call(fb, lambda c: _run_binary(rule, op, c, pre=pre), cases, name=f"{question}(a, b, out)")
-    check_array(fb, f"[a.grad, b.grad] when a.grad and b.grad already hold gradients from other uses", got,
+    check_array(fb, "[a.grad, b.grad] when a.grad and b.grad already hold gradients from other uses", got,
                 expected, probes=[Probe(NO_ACCUMULATION, lambda: True, _ACCUMULATE_HINT)])
     fb.passed(f"the {'add' if op == '+' else 'multiply'} rule, alone, with fan-out, and accumulating")
 
