@@ -149,7 +149,8 @@ def cmd_collect(root: Path, args) -> int:
 
 
 def cmd_grade(root: Path, args) -> int:
-    from .grade import GradeOptions, grade_assignment, summary
+    from .grade import GradeOptions, grade_assignment
+    from .summary import summary
 
     if args.zip:
         from .collect import collect_zip
