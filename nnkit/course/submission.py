@@ -44,7 +44,6 @@ class Vetted:
     remarks: list[str] = field(default_factory=list)    # dropped files, refused notebooks
     changes: list[str] = field(default_factory=list)    # what the student did to the course's cells
     review: list[str] = field(default_factory=list)     # code a person should read
-    refused: bool = False                               # no notebook of the student could be graded
 
 
 _OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -150,11 +149,9 @@ def vet(submitted: Path, student: str, assignment: str, dest: Path, release: Pat
 def _rebuild_notebooks(dest: Path, release: Path, out: Vetted) -> None:
     import nbformat
 
-    graded = 0
     for skeleton in sorted(release.glob("*.ipynb")):
         target = dest / skeleton.name
         rel_nb = nbformat.read(skeleton, as_version=4)
-        reason = None
         if not target.is_file():
             reason = next((r.split(": ", 1)[1] for r in out.remarks if r.startswith(f"dropped {skeleton.name}:")),
                           "it was not handed in")
@@ -165,14 +162,11 @@ def _rebuild_notebooks(dest: Path, release: Path, out: Vetted) -> None:
                 out.changes += changes
                 out.review += suspicious_code(nb)
                 nbformat.write(nb, target)
-                graded += 1
                 continue
             except Exception as e:  # JSON, schema or encoding: say which
                 reason = f"not a readable notebook ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
-        if reason is not None:
-            out.remarks.append(f"{skeleton.name} was not graded: {reason}; it scores 0")
-            nbformat.write(rel_nb, target)   # the blank release: nbgrader records zeros
-    out.refused = graded == 0
+        out.remarks.append(f"{skeleton.name} was not graded: {reason}; it scores 0")
+        nbformat.write(rel_nb, target)   # the blank release: nbgrader records zeros
 
 
 # --------------------------------------------------------------------------------------------------
