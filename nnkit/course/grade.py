@@ -12,7 +12,7 @@ one module per job:
 * ``worker`` — a worker process: vet the submission, run nbgrader, report;
 * ``submission`` — reading a submission safely and putting the course's cells back in place;
 * ``sandbox`` — the kernel launcher that confines the kernel before any student code runs;
-* ``execute`` — ``GradingExecute``, nbgrader's Execute hardened for untrusted notebooks;
+* ``grading_execute`` — ``GradingExecute``, nbgrader's Execute hardened for untrusted notebooks;
 * ``guard`` — the in-kernel integrity guard;
 * ``gradebook`` — private gradebooks and the merge;
 * ``summary`` — what the instructor reads at the end.

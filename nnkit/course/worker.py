@@ -5,7 +5,7 @@ The parent (``grade.py``) starts N of them. Each one, for each student it is sen
 1. vets the submission into a staging folder (``submission.vet``): nothing is read through a
    student's link, the course's cells are put back in the course's order;
 2. runs nbgrader's ``autograde`` on that staging copy into a private SQLite gradebook, with
-   ``GradingExecute`` (``execute.py``) and the sandboxed kernelspec (``sandbox.py``);
+   ``GradingExecute`` (``grading_execute.py``) and the sandboxed kernelspec (``sandbox.py``);
 3. kills whatever is left of the kernel's uid and sends the parent a record: status, events,
    what the student changed, what was dropped, how long it took.
 
@@ -67,7 +67,7 @@ def _worker_config(setup: WorkerSetup, db_url: str):
     from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, IgnorePattern,
                                         LimitOutput, SaveAutoGrades)
 
-    from .execute import GradingExecute
+    from .grading_execute import GradingExecute
 
     opts = setup.options
     cfg = C.load_config(Path(setup.root), db_url=db_url)
