@@ -1,7 +1,7 @@
 """The notebook runner of the tests and ``nnkit check``: a cell that fails or does not finish is named."""
 from __future__ import annotations
 
-import nbformat.v4 as v4
+from nbformat import v4
 import pytest
 
 from nnkit.course.execute import NotebookFailed, execute_notebook

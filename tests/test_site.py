@@ -15,6 +15,7 @@ import re
 import time
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import ClassVar
 
 import nbformat
 import pytest
@@ -49,7 +50,7 @@ def _page(site: Path, lecture: Path) -> Path:
 class _Resources(HTMLParser):
     """The URLs a page loads: scripts, style sheets and other links, images, media, frames."""
 
-    LOADED = {"script": "src", "img": "src", "source": "src", "iframe": "src", "audio": "src",
+    LOADED: ClassVar[dict[str, str]] = {"script": "src", "img": "src", "source": "src", "iframe": "src", "audio": "src",
               "video": "src", "embed": "src", "object": "data", "link": "href"}
 
     def __init__(self):
@@ -154,12 +155,19 @@ def test_pages_render_offline_in_chromium(site):
     from playwright.sync_api import sync_playwright
 
     blocked: list[str] = []
+
+    def local_only(route):
+        if route.request.url.startswith(("file:", "data:")):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             context = browser.new_context(viewport={"width": 1280, "height": 900})
-            context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("file:", "data:"))
-                          else (blocked.append(route.request.url), route.abort()))
+            context.route("**/*", local_only)
             page = context.new_page()
             for lecture in LECTURES:
                 page.goto(_page(site, lecture).as_uri(), wait_until="load")

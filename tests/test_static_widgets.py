@@ -1,7 +1,7 @@
 """Widgets of an executed notebook rendered in their initial state as plain HTML (for the website)."""
 from __future__ import annotations
 
-import nbformat.v4 as v4
+from nbformat import v4
 
 from nnkit.course.static_widgets import STATE, VIEW, render_widgets
 

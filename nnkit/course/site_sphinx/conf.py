@@ -6,6 +6,9 @@ builds with no network at all; Jupyter Book 1 is this same stack with a command 
 while Jupyter Book 2 (mystmd) downloads its theme at build time. nbconvert's lab template gives
 one page per notebook with no index or navigation and loads MathJax and the widget manager
 from a CDN. Furo is a maintained theme that needs no web fonts or scripts from elsewhere.
+Widgets: nbclient embeds their state, but ipywidgets' HTML manager would have to be fetched
+from a CDN, and without a kernel it could only move controls whose figures are drawn in Python;
+so each widget is rendered as static HTML in its initial state (nnkit/course/static_widgets.py).
 Equations are typeset in the browser by MathJax 3.2 copied into the site from the
 sphinx-mathjax-offline package, so no page asks another host for anything. Notebooks are
 executed before Sphinx runs (``nb_execution_mode = "off"``) by the course's own runner, which
