@@ -1,8 +1,8 @@
 """The notebook runner of the tests and ``nnkit check``: a cell that fails or does not finish is named."""
 from __future__ import annotations
 
-from nbformat import v4
 import pytest
+from nbformat import v4
 
 from nnkit.course.execute import NotebookFailed, execute_notebook
 
