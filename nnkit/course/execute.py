@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import nbclient
-import nbformat
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 KERNEL_START_ATTEMPTS = 3
@@ -66,15 +65,10 @@ def execute_notebook(nb, *, cwd: str | Path, timeout: int = 120, startup_timeout
         try:
             _run(nb, Path(cwd), timeout, startup_timeout, quiet)
         except RuntimeError as exc:
-            if "Kernel died before replying to kernel_info" not in str(exc) or attempt == KERNEL_START_ATTEMPTS:
+            if "Kernel died before replying to kernel_info" not in str(exc):
+                raise
+            if attempt == KERNEL_START_ATTEMPTS:
                 raise NotebookFailed(f"the kernel did not start: {exc}", None, exc) from None
-            continue
         return time.perf_counter() - start
     raise AssertionError("unreachable")
 
-
-def execute_file(path: str | Path, *, cwd: str | Path | None = None, **kwargs) -> tuple[nbformat.NotebookNode, float]:
-    """Read and execute the notebook at ``path`` (in its own folder unless ``cwd`` is given)."""
-    path = Path(path)
-    nb = nbformat.read(path, as_version=4)
-    return nb, execute_notebook(nb, cwd=cwd or path.parent, **kwargs)
