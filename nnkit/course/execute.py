@@ -69,6 +69,7 @@ def execute_notebook(nb, *, cwd: str | Path, timeout: int = 120, startup_timeout
                 raise
             if attempt == KERNEL_START_ATTEMPTS:
                 raise NotebookFailed(f"the kernel did not start: {exc}", None, exc) from None
+            continue  # a kernel died while starting, before any cell ran: start another
         return time.perf_counter() - start
     raise AssertionError("unreachable")
 
