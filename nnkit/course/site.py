@@ -78,12 +78,14 @@ def _problem_set_section(path: Path, root: Path) -> str:
     import nbformat
 
     nb = nbformat.read(path, 4)
-    intro = nb.cells[0].source.strip().split("\n\n")
-    title = intro[0].lstrip("# ").strip()
+    title, *paragraphs = nb.cells[0].source.strip().split("\n\n")
+    summary = paragraphs[:1]
+    if len(paragraphs) > 1 and paragraphs[1].lstrip().startswith("$$"):
+        summary.append(paragraphs[1])             # the equation that completes the first paragraph
     sections = [line[3:].strip() for c in nb.cells if c.cell_type == "markdown"
                 for line in c.source.splitlines() if line.startswith("## ")]
     listing = "\n".join(f"- {s}" for s in sections)
-    return (f"## {title}\n\n{intro[1] if len(intro) > 1 else ''}\n\n"
+    return (f"## {title.lstrip('# ').strip()}\n\n" + "\n\n".join(summary) + "\n\n"
             f"Notebook: `{path.relative_to(root).as_posix()}`. Sections:\n\n{listing}\n")
 
 

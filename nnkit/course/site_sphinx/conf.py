@@ -17,6 +17,7 @@ names a cell that fails or stalls.
 
 project = "nnkit"
 author = "the nnkit authors"
+copyright = "the nnkit authors, MIT licence"
 html_title = "nnkit — neural networks and backpropagation"
 
 extensions = ["myst_nb", "sphinx-mathjax-offline"]   # the latter: MathJax files in _static/mathjax
