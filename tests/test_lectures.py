@@ -61,9 +61,10 @@ def _run(name: str) -> tuple[dict | None, float | None, BaseException | None]:
 
 
 def _failure_message(name: str, exc: BaseException) -> str:
-    if isinstance(exc, CellExecutionError) and exc.ename == "KeyError" and any(
-            repr(v) in str(exc.evalue) for v in VALUES.get(name, [])):
-        return (f"{name} ran, but does not define the variable {exc.evalue} that the tests read "
+    error = getattr(exc, "error", None)  # nbclient's exception behind a NotebookFailed
+    if isinstance(error, CellExecutionError) and error.ename == "KeyError" and any(
+            repr(v) in str(error.evalue) for v in VALUES.get(name, [])):
+        return (f"{name} ran, but does not define the variable {error.evalue} that the tests read "
                 f"(expected all of {VALUES[name]})")
     return f"{name} failed to execute:\n{exc}"
 

@@ -1,4 +1,4 @@
-"""The course tooling behind the ``nnkit`` command: release, collect, grade, feedback, export, check.
+"""The course tooling behind the ``nnkit`` command: release, collect, grade, feedback, export, check, site.
 
 Grading runs every student's notebook through nbgrader in a sandboxed kernel (``sandbox``),
 with an integrity guard around the test cells (``guard``), N submissions at a time, each into

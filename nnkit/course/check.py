@@ -8,7 +8,8 @@
    untouched release must score none of them (a test that passes an empty answer proves
    nothing);
 3. **lectures execute** — every ``lectures/*.ipynb`` runs top to bottom in a fresh kernel
-   (nbclient, a finite timeout per cell, a copy of the folder as working directory).
+   (``execute``: plain nbclient, a finite timeout per cell, a copy of the folder as working
+   directory); a cell that raises or does not finish is named.
 
 It prints what is wrong and returns the number of problems (the command exits non-zero).
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import shutil
-import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -142,26 +142,19 @@ def check_course(root: Path, assignments: list[str] | None = None, *, lectures: 
 def run_notebook(path: Path, timeout: int) -> str | None:
     """Execute a notebook in a copy of its folder; None when it ran, else what went wrong."""
     import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    from .execute import NotebookFailed, execute_notebook
 
     with tempfile.TemporaryDirectory(prefix="nnkit-lecture-") as tmp:
         work = Path(tmp) / path.parent.name
         shutil.copytree(path.parent, work, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-        nb = nbformat.read(work / path.name, 4)
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=False,
-                                resources={"metadata": {"path": str(work)}},
-                                startup_timeout=120)
         try:
-            client.execute(stderr=subprocess.DEVNULL)  # the kernel's own log, not the notebook's output
-        except CellTimeoutError:
-            return f"a cell ran longer than {timeout} s"
-        except CellExecutionError as e:
+            nb = nbformat.read(work / path.name, 4)
+            execute_notebook(nb, cwd=work, timeout=timeout, quiet=True)
+        except NotebookFailed as e:
             lines = [ln for ln in str(e).splitlines() if ln.strip()]
-            return lines[-1][:300] if lines else "a cell raised an exception"
-        except DeadKernelError:
-            return "the kernel died"
-        except Exception as e:  # kernel could not start, malformed notebook, ...
+            return lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1][:300]}"
+        except Exception as e:  # malformed notebook, ...
             return f"{type(e).__name__}: {e}"[:300]
     return None
 

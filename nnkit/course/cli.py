@@ -10,6 +10,7 @@ Run it from the course folder (the one with ``nbgrader_config.py``) or pass ``--
     nnkit export [--to grades.csv]            one row per student and assignment
     nnkit check [ASSIGNMENT ...]              releases in sync, solutions earn full marks, lectures run
     nnkit lab                                 open lectures/ in JupyterLab
+    nnkit site [--out DIR]                    the lectures as a static website, built offline
 
 Every command is an nbgrader command underneath (``generate_assignment``, ``zip_collect``,
 ``autograde``, ``generate_feedback``, ``export``), run with the course's own configuration;
@@ -115,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--no-sandbox", action="store_true")
 
     sub.add_parser("lab", help="open lectures/ in JupyterLab")
+    w = sub.add_parser("site", help="build the course website (executed lectures, problem sets), offline")
+    w.add_argument("--out", type=Path, metavar="DIR", help="default: build/site")
+    w.add_argument("--timeout", type=int, default=300, metavar="S", help="seconds per lecture cell (default 300)")
+    w.add_argument("--jobs", "-j", type=int, default=2, metavar="N", help="lectures executed at a time (default 2)")
     return p
 
 
@@ -205,8 +210,20 @@ def cmd_lab(root: Path, args) -> int:
     return 0  # pragma: no cover
 
 
+def cmd_site(root: Path, args) -> int:
+    from .execute import NotebookFailed
+    from .site import build_site
+
+    try:
+        build_site(root, args.out, timeout=args.timeout, jobs=args.jobs)
+    except NotebookFailed as e:
+        print(f"nnkit site: a lecture did not run: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 COMMANDS = {"release": cmd_release, "collect": cmd_collect, "grade": cmd_grade, "feedback": cmd_feedback,
-            "export": cmd_export, "check": cmd_check, "lab": cmd_lab}
+            "export": cmd_export, "check": cmd_check, "lab": cmd_lab, "site": cmd_site}
 
 
 def main(argv: list[str] | None = None) -> int:
