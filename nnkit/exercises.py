@@ -147,10 +147,10 @@ EXERCISES: dict[str, Exercise] = {
     "6.5": Exercise(expected=0.99 ** 100, rel=1e-4, hint="each of the m = 100 draws misses the example with "
                     "probability 1 − 1/m."),
     # --- Lecture 7 -----------------------------------------------------------------------
-    "7.1": Exercise(expected=14, rel=0, hint="⌊(H + 2P − K)/S⌋ + 1 with H = 32, K = 5, P = 0, S = 2."),
-    "7.2": Exercise(expected=51328, rel=0, hint="128 filters, each 16·5·5 weights, plus one bias per filter."),
-    "7.3": Exercise(expected=np.array([-1.0, -1.0, -1.0, -1.0]), rel=1e-9,
+    "7.1": Exercise(expected=np.array([-1.0, -1.0, -1.0, -1.0]), rel=1e-9,
                     hint="z_i = x_i w_1 + x_{i+1} w_2: slide the kernel, do not flip it."),
+    "7.2": Exercise(expected=14, rel=0, hint="⌊(H + 2P − K)/S⌋ + 1 with H = 32, K = 5, P = 0, S = 2."),
+    "7.3": Exercise(expected=51328, rel=0, hint="128 filters, each 16·5·5 weights, plus one bias per filter."),
     "7.4": Exercise(reference=_maxpool2x2_backward,
                     hint="each output's gradient goes to the one input that was the maximum of its block; "
                          "all other inputs get 0.",
