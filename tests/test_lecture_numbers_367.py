@@ -33,7 +33,12 @@ NAMES_03 = ["f_value", "f_grads", "l0_value", "l0_grad", "ad_sizes", "forward_op
 NAMES_06 = ["dropout_mc_mean", "dropout_mc_sem", "dropout_eval_out", "notes_mc_mean", "notes_mc_sem",
             "halved_weights_out", "same_network_gap", "W_next", "b_next", "a_hidden", "dropout_p",
             "relu_std_notes", "relu_std_he", "dnn_test_acc", "fgsm_acc", "noise_acc", "epsilons",
-            "fgsm_acc_at_0007", "mse_val_acc", "ce_val_acc"]
+            "fgsm_acc_at_0007", "mse_val_acc", "ce_val_acc",
+            # the newer experiments, whose numbers test_lecture_numbers_6.py recomputes
+            "loss_endpoint", "loss_midpoint", "permutation_output_diff", "twin_spread", "twin_val_acc", "lambdas",
+            "l2_val_losses", "l2_val_accs", "chosen_lambda", "chosen_test_acc", "sparsity_l1", "sparsity_l2",
+            "acc_l1", "acc_l2", "clip_first_loss", "norms_plain", "losses_plain", "clip_plain_last",
+            "clip_clipped_last", "losses_clipped", "single_accs", "bag_acc", "var_single", "var_bag5"]
 NAMES_07 = ["convnet_test_acc", "notes_convnet_param_counts", "naive_fast_max_diff", "conv_backward_max_diff",
             "n_conv_params", "shifted_acc"]
 
@@ -161,6 +166,20 @@ def test_lecture6_training_claims(lecture6):
     assert fgsm[eps.index(0.2)] < 0.3                                # a large ε destroys the classifier
     assert noise[eps.index(0.2)] > fgsm[eps.index(0.2)] + 0.5        # random signs of the same size do not
     assert lecture6["ce_val_acc"][9] > lecture6["mse_val_acc"][9] + 0.3
+
+
+def test_lecture6_prose_quotes_what_its_code_computes(lecture6):
+    """The sentences test_lecture_numbers_6.py checks against its own recomputation, filled in from the kernel:
+    the lecture's code produces the numbers its prose quotes."""
+    from test_lecture_numbers_6 import lecture_prose, stated
+
+    v = dict(lecture6)
+    v.update(clip_first_norm=v["norms_plain"][0], clip_plain_steps=len(v["losses_plain"]),
+             clip_clipped_steps=len(v["losses_clipped"]), single_acc_mean=float(np.mean(v["single_accs"])),
+             single_acc_std=float(np.std(v["single_accs"])))
+    prose = lecture_prose()
+    missing = [s for s in stated(v) if s not in prose]
+    assert not missing, "lecture 6's code computes, but its prose does not say:\n" + "\n".join(missing)
 
 
 # --- Lecture 7: convolutional networks -------------------------------------------------------
