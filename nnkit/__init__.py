@@ -32,7 +32,8 @@ from . import functional, init, optim
 __version__ = "0.1.0"
 
 # Submodules loaded on first use (some import PyTorch, which takes seconds).
-_LAZY = {"autograd", "data", "train", "attacks", "gradcheck", "parity", "grading", "conv", "models", "notebook"}
+_LAZY = {"autograd", "data", "train", "attacks", "gradcheck", "parity", "grading", "conv", "models",
+         "notebook", "exercises"}
 # Names re-exported from lazily loaded submodules.
 _LAZY_NAMES = {"Conv2d": "conv", "MaxPool2d": "conv"}
 

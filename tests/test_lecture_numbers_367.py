@@ -28,12 +28,17 @@ L03 = LECTURES / "03_computational_graphs_and_autodiff.ipynb"
 L06 = LECTURES / "06_training_deep_networks.ipynb"
 L07 = LECTURES / "07_convolutional_networks.ipynb"
 
-NAMES_03 = ["f_value", "f_grads", "lx_value", "lx_grad", "jacobian_check_error", "central_diff_best_h",
+NAMES_03 = ["f_value", "f_grads", "l0_value", "l0_grad", "ad_sizes", "forward_ops", "reverse_ops", "ad_max_diff", "jacobian_check_error", "central_diff_best_h",
             "forward_diff_best_h", "mlp_grad_max_diff", "mlp_curve_max_diff", "mlp_train_acc"]
 NAMES_06 = ["dropout_mc_mean", "dropout_mc_sem", "dropout_eval_out", "notes_mc_mean", "notes_mc_sem",
             "halved_weights_out", "same_network_gap", "W_next", "b_next", "a_hidden", "dropout_p",
             "relu_std_notes", "relu_std_he", "dnn_test_acc", "fgsm_acc", "noise_acc", "epsilons",
-            "fgsm_acc_at_0007", "mse_val_acc", "ce_val_acc"]
+            "fgsm_acc_at_0007", "mse_val_acc", "ce_val_acc",
+            # the newer experiments, whose numbers test_lecture_numbers_6.py recomputes
+            "loss_endpoint", "loss_midpoint", "permutation_output_diff", "twin_spread", "twin_val_acc", "lambdas",
+            "l2_val_losses", "l2_val_accs", "chosen_lambda", "chosen_test_acc", "sparsity_l1", "sparsity_l2",
+            "acc_l1", "acc_l2", "clip_first_loss", "norms_plain", "losses_plain", "clip_plain_last",
+            "clip_clipped_last", "losses_clipped", "single_accs", "bag_acc", "var_single", "var_bag5"]
 NAMES_07 = ["convnet_test_acc", "notes_convnet_param_counts", "naive_fast_max_diff", "conv_backward_max_diff",
             "n_conv_params", "shifted_acc"]
 
@@ -76,20 +81,32 @@ def test_lecture3_f_xyz_matches_torch(lecture3):
     assert lecture3["f_grads"] == [x.grad.item(), y.grad.item(), z.grad.item()]
 
 
-def test_lecture3_lx_matches_notes(lecture3):
-    """The exercise l_x(w) = −log σ(w·x), x = (1, 1, 1), w = (1, 1, −1.5): 0.474077 and −0.377541·(1, 1, 1)."""
-    assert lecture3["lx_value"] == pytest.approx(0.474077, abs=5e-7)
-    assert lecture3["lx_grad"] == pytest.approx([-0.377541] * 3, abs=5e-7)
+def test_lecture3_class0_loss_matches_text(lecture3):
+    """The worked example l0_x(w) = log(1 + exp(w·x)), x = (2, 1, 1.5), w = (1, 1, −1.5): the lecture's printed
+    1.136871 and 0.679179·(2, 1, 1.5) = (1.358357, 0.679179, 1.018768)."""
+    assert lecture3["l0_value"] == pytest.approx(1.136871, abs=5e-7)
+    assert lecture3["l0_grad"] == pytest.approx([1.358357, 0.679179, 1.018768], abs=5e-7)
 
 
-def test_lecture3_lx_matches_torch(lecture3):
+def test_lecture3_class0_loss_matches_torch(lecture3):
     torch = pytest.importorskip("torch")
     w = torch.tensor([1.0, 1.0, -1.5], dtype=torch.float64, requires_grad=True)
-    x = torch.ones(3, dtype=torch.float64)
-    loss = -torch.nn.functional.logsigmoid(w @ x)
+    x = torch.tensor([2.0, 1.0, 1.5], dtype=torch.float64)
+    loss = -torch.nn.functional.logsigmoid(-(w @ x))          # −log(1 − σ(s)) = −log σ(−s)
     loss.backward()
-    assert lecture3["lx_value"] == pytest.approx(loss.item(), rel=1e-12)
-    assert lecture3["lx_grad"] == pytest.approx(w.grad.tolist(), rel=1e-12)
+    assert lecture3["l0_value"] == pytest.approx(loss.item(), rel=1e-12)
+    assert lecture3["l0_grad"] == pytest.approx(w.grad.tolist(), rel=1e-12)
+
+
+def test_lecture3_forward_vs_reverse_mode_cost(lecture3):
+    """Forward mode needs n sweeps (cost ∝ n²); reverse mode one sweep each way (cost ∝ n); same gradient."""
+    n = np.array(lecture3["ad_sizes"])
+    fwd, rev = np.array(lecture3["forward_ops"]), np.array(lecture3["reverse_ops"])
+    assert lecture3["ad_max_diff"] < 1e-12
+    # one sweep of log(1 + exp(w·x)) with n weights: n multiplications, n − 1 additions, exp, +1, log
+    assert fwd.tolist() == (n * (2 * n + 2)).tolist()
+    assert np.all(np.diff(rev) > 0) and rev[-1] / rev[-2] < 2.1      # linear growth
+    assert fwd[-1] / rev[-1] > 30                                     # n = 128: forward mode far dearer
 
 
 def test_lecture3_gradients_agree(lecture3):
@@ -149,6 +166,20 @@ def test_lecture6_training_claims(lecture6):
     assert fgsm[eps.index(0.2)] < 0.3                                # a large ε destroys the classifier
     assert noise[eps.index(0.2)] > fgsm[eps.index(0.2)] + 0.5        # random signs of the same size do not
     assert lecture6["ce_val_acc"][9] > lecture6["mse_val_acc"][9] + 0.3
+
+
+def test_lecture6_prose_quotes_what_its_code_computes(lecture6):
+    """The sentences test_lecture_numbers_6.py checks against its own recomputation, filled in from the kernel:
+    the lecture's code produces the numbers its prose quotes."""
+    from test_lecture_numbers_6 import lecture_prose, stated
+
+    v = dict(lecture6)
+    v.update(clip_first_norm=v["norms_plain"][0], clip_plain_steps=len(v["losses_plain"]),
+             clip_clipped_steps=len(v["losses_clipped"]), single_acc_mean=float(np.mean(v["single_accs"])),
+             single_acc_std=float(np.std(v["single_accs"])))
+    prose = lecture_prose()
+    missing = [s for s in stated(v) if s not in prose]
+    assert not missing, "lecture 6's code computes, but its prose does not say:\n" + "\n".join(missing)
 
 
 # --- Lecture 7: convolutional networks -------------------------------------------------------

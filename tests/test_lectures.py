@@ -35,7 +35,8 @@ VALUES = {
         "best_single_perceptron_on_xor", "xor_outputs", "forward_max_diff", "collapse_max_diff"],
     "02_gradient_descent.ipynb": [
         "x_fit", "y_fit", "w0", "grad_by_hand", "grad_nnkit", "curvature_1d", "lr_critical_1d",
-        "bowl_eigenvalues", "lr_critical_2d", "sgd_step_max_diff"],
+        "bowl_eigenvalues", "lr_critical_2d", "sgd_step_max_diff",
+        "iters_gd", "iters_momentum", "final_gap_constant", "final_gap_decaying"],
     "04_backpropagation.ipynb": [
         "ece_x", "ece_y", "ece_W1", "ece_b1", "ece_W2", "ece_b2", "ece_loss", "ece_dW1", "ece_db1",
         "ece_dW2", "ece_db2", "ece_notes_grads", "ece_nnkit_vs_torch", "seed_model_shapes",
@@ -182,6 +183,31 @@ def test_lecture2_learning_rate_threshold_separates_convergence_from_divergence(
     start = np.mean(y ** 2)
     assert final_loss(0.95 * v["lr_critical_2d"]) < start
     assert final_loss(1.05 * v["lr_critical_2d"]) > 1e3 * start
+
+
+def test_lecture2_momentum_and_schedule_numbers():
+    """Momentum (η = 0.1, β = 0.8) beats plain descent (η = 0.25) on the bowl: recomputed here in numpy."""
+    v = lecture_values("02_gradient_descent.ipynb")
+    x, y = np.array(v["x_fit"]), np.array(v["y_fit"])
+    A = np.stack([x, np.ones_like(x)], axis=1)
+    theta_star = np.linalg.lstsq(A, y, rcond=None)[0]
+    j_min = np.mean((A @ theta_star - y) ** 2)
+
+    def iterations(lr, beta):
+        theta, vel = np.array([-0.5, 2.0]), None
+        for t in range(300):
+            r = A @ theta - y
+            if np.mean(r ** 2) - j_min < 1e-6:
+                return t
+            g = 2 * A.T @ r / len(x)
+            vel = g.copy() if vel is None else beta * vel + g
+            theta = theta - lr * vel
+        return None
+
+    assert v["iters_gd"] == iterations(0.25, 0.0)
+    assert v["iters_momentum"] == iterations(0.1, 0.8)
+    assert v["iters_momentum"] < v["iters_gd"] / 2
+    assert v["final_gap_decaying"] < v["final_gap_constant"] / 10
 
 
 # --------------------------------------------------------------------------------------------
