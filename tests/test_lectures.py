@@ -39,7 +39,7 @@ VALUES = {
         "iters_gd", "iters_momentum", "final_gap_constant", "final_gap_decaying"],
     "04_backpropagation.ipynb": [
         "ece_x", "ece_y", "ece_W1", "ece_b1", "ece_W2", "ece_b2", "ece_loss", "ece_dW1", "ece_db1",
-        "ece_dW2", "ece_db2", "ece_notes_grads", "ece_nnkit_vs_torch", "seed_model_shapes",
+        "ece_dW2", "ece_db2", "ece_notes_grads", "ece_nnkit_vs_torch", "kanade_model_shapes",
         "delta_max_diff", "grad_input_max_diff", "gradcheck_ok", "gradcheck_catches_bug"],
     "05_activations_and_losses.ipynb": [
         "sigma_prime_z", "sigma_prime_values", "sigma_prime_max", "tanh_identity_max_diff",
@@ -248,7 +248,7 @@ NOTES_TORCH_LISTING = {
 def test_lecture4_torch_example_shapes():
     torch = pytest.importorskip("torch")
     v = lecture_values("04_backpropagation.ipynb")
-    shapes = v["seed_model_shapes"]
+    shapes = v["kanade_model_shapes"]
     for key, shape in NOTES_TORCH_LISTING.items():
         assert shapes.get(key) == shape, f"{key}: lecture shows {shapes.get(key)}, the notes print {shape}"
 
