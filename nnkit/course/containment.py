@@ -30,15 +30,6 @@ from . import sandbox as SB
 _UID_LOCKS: list = []   # open lock files of the uids this process has claimed
 
 
-def _uid_has_processes(uid: int) -> bool:
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            with contextlib.suppress(OSError):
-                if os.stat(f"/proc/{pid}").st_uid == uid:
-                    return True
-    return False
-
-
 def free_uids(base: int, n: int) -> list[int]:
     """``n`` uids from ``base`` up that no account uses, the user namespace maps, no process
     runs as, and no other ``nnkit grade`` on this machine has claimed (a lock file per uid,
@@ -69,7 +60,7 @@ def free_uids(base: int, n: int) -> list[int]:
         except OSError:
             os.close(fd)
             continue
-        if _uid_has_processes(candidate):
+        if SB.live_processes(candidate):
             os.close(fd)
             continue
         _UID_LOCKS.append(fd)

@@ -64,6 +64,7 @@ SYS_MOUNT_SETATTR = 442
 MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 0x1, 0x2, 0x4
 MNT_DETACH = 2
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
 
 #: what every kernel sees of the machine, read-only, besides the Python environment: the
 #: system's programs and libraries, the few files of /etc that the dynamic linker, the C
@@ -173,6 +174,43 @@ def under(path: str, root: str) -> bool:
 
 
 # --- the steps ------------------------------------------------------------------------------------
+def live_processes(uid: int) -> list[int]:
+    """The processes of ``uid`` that are alive (zombies, already dead and only waiting to be
+    reaped, are not counted)."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError):
+            if os.stat(f"/proc/{pid}").st_uid != uid:
+                continue
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            if state not in ("Z", "X"):
+                out.append(int(pid))
+    return out
+
+
+def become_subreaper() -> bool:
+    """Orphaned descendants (a kernel's children) become this process's children, so that it
+    can reap them, whatever the machine's init does with orphans."""
+    return libc().prctl(ctypes.c_int(PR_SET_CHILD_SUBREAPER), ctypes.c_ulong(1), ctypes.c_ulong(0),
+                        ctypes.c_ulong(0), ctypes.c_ulong(0)) == 0
+
+
+def reap_children() -> int:
+    """Collect every child that has exited; returns how many."""
+    reaped = 0
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return reaped
+        if pid == 0:
+            return reaped
+        reaped += 1
+
+
 def kill_uid(uid: int) -> None:
     """SIGKILL every process of ``uid`` (leftovers of an earlier kernel, a fork bomb's children).
 

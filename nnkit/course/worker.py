@@ -154,6 +154,7 @@ def _grade_one(setup: WorkerSetup, api_class, coursedir_class, student: str, ext
     record = {"student": student, "db": url, "events": [], "status": "graded"}
     events = setup.folder / "events.jsonl"
     events.write_text("")
+    _clear(setup.runtime)
     try:
         staging = setup.folder / "submitted"
         shutil.rmtree(staging, ignore_errors=True)
@@ -174,8 +175,20 @@ def _grade_one(setup: WorkerSetup, api_class, coursedir_class, student: str, ext
         if setup.uid is not None:
             with contextlib.suppress(Exception):
                 SB.kill_uid(setup.uid)
+        SB.reap_children()
     record["events"] = [json.loads(line) for line in events.read_text().splitlines() if line.strip()]
     return record
+
+
+def _clear(folder: Path) -> None:
+    """Empty the runtime folder: what one kernel left there (its log, files it wrote to fill
+    the folder) must not reach the next one."""
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                entry.unlink()
 
 
 def worker_main(setup: WorkerSetup, tasks, results) -> None:  # pragma: no cover - child process
@@ -190,6 +203,7 @@ def worker_main(setup: WorkerSetup, tasks, results) -> None:  # pragma: no cover
     from nbgrader.coursedir import CourseDirectory
 
     logging.getLogger("traitlets").setLevel(logging.ERROR)
+    SB.become_subreaper()
     _prepare_worker_dir(setup)
     results.put(("ready", setup.slot, None))
     while True:
