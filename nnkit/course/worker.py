@@ -175,9 +175,17 @@ def _grade_one(setup: WorkerSetup, api_class, coursedir_class, student: str, ext
         if setup.uid is not None:
             with contextlib.suppress(Exception):
                 SB.kill_uid(setup.uid)
+            _wait_gone(setup.uid)
         SB.reap_children()
     record["events"] = [json.loads(line) for line in events.read_text().splitlines() if line.strip()]
     return record
+
+
+def _wait_gone(uid: int, seconds: float = 3.0) -> None:
+    """Wait (briefly) until the processes just killed have died, so that they can be reaped."""
+    deadline = time.monotonic() + seconds
+    while SB.live_processes(uid) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _clear(folder: Path) -> None:
