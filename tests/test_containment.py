@@ -94,8 +94,16 @@ def _big_and_many(folder: Path, root: Path) -> None:
     (deep / "bottom.txt").write_text("x")
 
 
+def _shadow_libraries(folder: Path, root: Path) -> None:
+    for name in ("torch", "matplotlib", "ipywidgets"):
+        (folder / name).mkdir()
+        (folder / name / "__init__.py").write_text(
+            f"open({str(_shadow_marker(name))!r}, 'w').write('imported')\nraise ImportError\n")
+
+
 #: submissions whose files attack the grader: {student: (what to do to the folder, points)}
 FILE_ATTACKS = {
+    "shadow_libraries": (_shadow_libraries, dict(F.POINTS)),
     "shadow_modules": (lambda folder, root: _shadow_modules(folder), dict(F.POINTS)),
     "link_files": (_links, dict(F.POINTS)),
     "special_files": (_special_files, dict(F.POINTS)),
@@ -174,8 +182,64 @@ STRUCTURE_ATTACKS = {
     "metadata_changed": (_metadata_changed, {**F.POINTS, "test_double": 0.0}),
     "moved_test": (_moved_test_before_answer, dict(F.POINTS)),
 }
-#: submissions that are not notebooks one could grade: every question scores 0
-UNREADABLE = {"link_notebook", "folder_link", "not_json", "bad_schema"}
+def _only_answers(good):
+    nb = nbformat.from_dict(json.loads(json.dumps(good)))
+    nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    return nb
+
+
+def _test_as_markdown(good):
+    nb = F.with_cell(good, "double", "def double(x):\n    return x")
+    test = _by_id(nb, "test_double")
+    test.cell_type = "markdown"
+    test.pop("outputs", None)
+    test.pop("execution_count", None)
+    return nb
+
+
+def _renamed_test(good):
+    nb = F.with_cell(good, "add", "def add(a, b):\n    return a * b")
+    test = _by_id(nb, "test_add")
+    test.metadata["nbgrader"]["grade_id"] = "test_add_mine"
+    test.source = "pass"
+    return nb
+
+
+def _answer_marked_read_only(good):
+    nb = nbformat.from_dict(json.loads(json.dumps(good)))
+    _by_id(nb, "double").metadata["nbgrader"]["locked"] = True
+    return nb
+
+
+STRUCTURE_ATTACKS.update({
+    "only_answers": (_only_answers, dict(F.POINTS)),
+    "test_as_markdown": (_test_as_markdown, {**F.POINTS, "test_double": 0.0}),
+    "renamed_test": (_renamed_test, {**F.POINTS, "test_add": 0.0}),
+    "answer_read_only": (_answer_marked_read_only, dict(F.POINTS)),
+})
+
+
+def _unreadable_notebooks(root: Path, honest: Path) -> None:
+    """Notebooks that are not notebooks one could grade: every question scores 0."""
+    def folder(student):
+        path = root / "submitted" / student / F.TINY
+        path.mkdir(parents=True)
+        return path / f"{F.TINY}.ipynb"
+    folder("link_notebook").symlink_to(honest / f"{F.TINY}.ipynb")
+    (root / "submitted" / "folder_link").mkdir()
+    (root / "submitted" / "folder_link" / F.TINY).symlink_to(honest)
+    folder("not_json").write_text("{ not a notebook")
+    folder("bad_schema").write_text('{"cells": 5}')
+    folder("binary_notebook").write_bytes(bytes(range(256)) * 64)
+    os.link(root / "solutions" / F.TINY / f"{F.TINY}.ipynb", folder("hardlink_notebook"))  # the solution
+    os.mkfifo(folder("fifo_notebook"))
+    with open(folder("huge_notebook"), "wb") as f:
+        f.truncate(80 << 20)
+    folder("notebook_dir").mkdir()
+
+
+UNREADABLE = {"link_notebook", "folder_link", "not_json", "bad_schema", "binary_notebook",
+              "hardlink_notebook", "fifo_notebook", "huge_notebook", "notebook_dir"}
 
 
 class Listener:
@@ -229,14 +293,7 @@ def _hand_in(root: Path) -> dict[str, Path]:
         path.write_text(text)
     for name, (attack, _) in FILE_ATTACKS.items():
         attack(F.submit(root, name, F.TINY, good), root)
-    honest_tiny = root / "submitted" / "honest" / F.TINY
-    link = root / "submitted" / "link_notebook" / F.TINY
-    link.mkdir(parents=True)
-    (link / f"{F.TINY}.ipynb").symlink_to(honest_tiny / f"{F.TINY}.ipynb")
-    (root / "submitted" / "folder_link").mkdir()
-    (root / "submitted" / "folder_link" / F.TINY).symlink_to(honest_tiny)
-    F.submit(root, "not_json", F.TINY, good).joinpath(f"{F.TINY}.ipynb").write_text("{ not a notebook")
-    F.submit(root, "bad_schema", F.TINY, good).joinpath(f"{F.TINY}.ipynb").write_text('{"cells": 5}')
+    _unreadable_notebooks(root, root / "submitted" / "honest" / F.TINY)
     helper = F.submit(root, "honest_helper", F.TINY,
                       F.with_cell(good, "double", "from helper import twice\ndef double(x):\n    return twice(x)"))
     (helper / "helper.py").write_text("def twice(x):\n    return 2 * x\n")
@@ -268,7 +325,8 @@ def graded(tmp_path_factory):
            "--timeout", "10", "--memory", "1G", "--processes", "64", "--uid-base", str(UID_BASE),
            "--guard-preload", "numpy,nnkit,nnkit.grading,nnkit.grading.*", "--report", str(report),
            "--no-progress"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+    env = {**os.environ, "NNKIT_TEST_SECRET": "the grader's secret"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, env=env)
     listener.close()
     data = json.loads(report.read_text()) if report.exists() else {}
     scores = GB.scores(f"sqlite:///{root / 'gradebook.db'}", "nnkit", F.TINY)
@@ -333,7 +391,9 @@ def test_a_fork_bomb_hits_the_process_limit_and_is_cleaned_up(graded):
     assert "HOSTILE fork: BlockingIOError" in text
     children = int(text.split("after")[1].split()[0])
     assert 0 < children < 64
-    assert _leftover_processes(UID_BASE, UID_BASE + 100) == []
+    # the uids this grader used (another grader on the machine takes others)
+    lo, hi = (int(u) for u in graded["report"]["containment"]["user"].split()[1].split("–"))
+    assert _leftover_processes(lo, hi + 1) == []
 
 
 def test_unbounded_memory_raises_memoryerror_in_the_kernel(graded):
@@ -467,13 +527,17 @@ def test_a_notebook_that_is_a_link_or_no_notebook_scores_zero_with_the_reason(gr
     assert "refused: a symbolic link" in " ".join(_report(graded, "folder_link")["dropped"])
     assert "not a readable notebook" in " ".join(_report(graded, "not_json")["dropped"])
     assert "not a readable notebook" in " ".join(_report(graded, "bad_schema")["dropped"])
+    for student, why in (("binary_notebook", "not a readable notebook"), ("hardlink_notebook", "a hard link"),
+                         ("fifo_notebook", "not a regular file"), ("huge_notebook", "larger than 64 MiB"),
+                         ("notebook_dir", "was not graded")):
+        assert why in " ".join(_report(graded, student)["dropped"]), student
     summary = graded["proc"].stdout
     for student in UNREADABLE:
         assert student in summary
 
 
 def test_files_handed_in_never_stand_in_for_installed_modules(graded):
-    for name in SHADOWS:
+    for name in (*SHADOWS, "torch", "matplotlib", "ipywidgets"):
         assert not _shadow_marker(name).exists(), f"the student's {name} was imported"
     assert not _report(graded, "shadow_modules").get("error")
 
@@ -507,6 +571,20 @@ def test_the_kernel_sees_nothing_of_the_course_or_the_repository_beside_nnkit(gr
     assert "solutions" not in listing and "tests" not in listing
     assert "HOSTILE course-walk: []" in graded["outputs"]("course_walk")["double"]
     assert "HOSTILE proc-others: 0" in graded["outputs"]("proc_snoop")["double"]
+
+
+@needs_sandbox
+def test_the_kernel_cannot_lift_its_limits_or_leave_its_namespaces(graded):
+    text = graded["outputs"]("escape")["double"]
+    for what in ("raise-memory-limit", "raise-process-limit", "chroot", "unshare", "mount"):
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"HOSTILE {what} :"))
+        assert "done" not in line, line
+    threads = graded["outputs"]("thread_bomb")["double"]
+    assert "HOSTILE threads : RuntimeError" in threads and int(threads.split()[-1]) < 64, threads
+
+
+def test_the_grader_s_environment_does_not_reach_the_kernel(graded):
+    assert "HOSTILE env: []" in graded["outputs"]("env_snoop")["double"]
 
 
 @needs_sandbox

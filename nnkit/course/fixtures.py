@@ -544,3 +544,66 @@ HONEST = {
         add(2, 3)
         """),
 }
+
+HOSTILE.update({
+    # its own process group, then a daemon that tries to outlive the kernel
+    "kill_group": ("square", """
+        import os, signal
+        os.killpg(0, signal.SIGKILL)
+        """, _pts(test_square=0.0)),
+    "daemon": ("double", """
+        import os, time
+        if os.environ.get("NNKIT_SANDBOX") == "1" and os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                time.sleep(3600)
+            os._exit(0)
+        def double(x):
+            return 2 * x
+        """, _pts()),
+    # threads count against the kernel's process limit too
+    "thread_bomb": ("double", """
+        import threading, time
+        started = 0
+        try:
+            for _ in range(1000):
+                threading.Thread(target=time.sleep, args=(5,), daemon=True).start()
+                started += 1
+            print("HOSTILE threads : done", started)
+        except RuntimeError as e:
+            print("HOSTILE threads : RuntimeError", started)
+        def double(x):
+            return 2 * x
+        """, _pts()),
+    # secrets in the grader's environment
+    "env_snoop": ("double", """
+        import os
+        print("HOSTILE env:", sorted(k for k in os.environ if "SECRET" in k or "GRADEBOOK" in k or "TOKEN" in k))
+        def double(x):
+            return 2 * x
+        """, _pts()),
+    # raise its own limits, leave its namespaces, change its root
+    "escape": ("double", """
+        import ctypes, os, resource
+        def _try(label, fn):
+            try:
+                fn()
+                print("HOSTILE", label, ": done")
+            except (OSError, ValueError) as e:
+                print("HOSTILE", label, ":", type(e).__name__)
+        _try("raise-memory-limit", lambda: resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY,) * 2))
+        _try("raise-process-limit", lambda: resource.setrlimit(resource.RLIMIT_NPROC, (100000, 100000)))
+        _try("chroot", lambda: os.chroot("/"))
+        libc = ctypes.CDLL(None, use_errno=True)
+        def _unshare():
+            if libc.unshare(0x00020000) != 0:
+                raise OSError(ctypes.get_errno(), "unshare")
+        _try("unshare", _unshare)
+        def _mount():
+            if libc.mount(b"none", b"/tmp", b"tmpfs", 0, None) != 0:
+                raise OSError(ctypes.get_errno(), "mount")
+        _try("mount", _mount)
+        def double(x):
+            return 2 * x
+        """, _pts()),
+})

@@ -85,6 +85,9 @@ def _copy_folder(dir_fd: int, dest: Path, rel: str, caps: Caps, out: Vetted, dep
     for entry in sorted(os.scandir(dir_fd), key=lambda e: (not e.name.endswith(".ipynb"), e.name)):
         path = f"{rel}{entry.name}"
         mode = entry.stat(follow_symlinks=False).st_mode
+        if stat.S_ISDIR(mode) and entry.name.endswith(".ipynb"):
+            out.remarks.append(f"dropped {path}: not a regular file")
+            continue
         if stat.S_ISDIR(mode):
             if depth >= caps.depth:
                 out.remarks.append(f"dropped {path}/: folders nested deeper than {caps.depth}")
