@@ -104,7 +104,9 @@ def _bound_worker(setup: WorkerSetup) -> None:
         with contextlib.suppress(OSError):
             for folder in setup.worker_group:
                 Path(folder, "cgroup.procs").write_text(str(os.getpid()))
-    elif setup.options.get("worker_memory"):  # no control group: this process alone is bounded
+    elif setup.spec is not None and setup.options.get("worker_memory"):
+        # no control group: this process alone is bounded (the launcher sets the kernel's own
+        # limit; without the sandbox the kernel would inherit this one, so it is not set then)
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_AS, (int(setup.options["worker_memory"]), hard))
