@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from dataclasses import dataclass
 
 ROOT = "/sys/fs/cgroup"
@@ -46,18 +45,6 @@ class Group:
                     if key == "oom_kill":
                         return int(value)
         return 0
-
-    def remove(self, wait: float = 5.0) -> None:
-        """Remove the group's folders (waits for the last processes to be gone)."""
-        deadline = time.monotonic() + wait
-        for folder in self.folders:
-            while os.path.isdir(folder):
-                try:
-                    os.rmdir(folder)
-                except OSError:
-                    if time.monotonic() > deadline:
-                        break
-                    time.sleep(0.05)
 
 
 def version() -> int | None:

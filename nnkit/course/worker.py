@@ -28,6 +28,7 @@ import time
 import traceback
 from pathlib import Path
 
+from . import cgroups
 from . import config as C
 from . import gradebook as GB
 from . import sandbox as SB
@@ -102,8 +103,7 @@ def _bound_worker(setup: WorkerSetup) -> None:
     """As root: the worker's own control group, and a private tmpfs for its runtime folder."""
     if setup.worker_group:
         with contextlib.suppress(OSError):
-            for folder in setup.worker_group:
-                Path(folder, "cgroup.procs").write_text(str(os.getpid()))
+            cgroups.Group(0, list(setup.worker_group)).join()
     elif setup.spec is not None and setup.options.get("worker_memory"):
         # no control group: this process alone is bounded (the launcher sets the kernel's own
         # limit; without the sandbox the kernel would inherit this one, so it is not set then)
