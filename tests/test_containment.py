@@ -323,7 +323,7 @@ def graded(tmp_path_factory):
     report = base / "report.json"
     cmd = [sys.executable, "-m", "nnkit.course", "--course", str(root), "grade", F.TINY, "--jobs", "2",
            "--timeout", "10", "--memory", "1G", "--processes", "64", "--uid-base", str(UID_BASE),
-           "--guard-preload", "numpy,nnkit,nnkit.grading,nnkit.grading.*", "--report", str(report),
+           "--report", str(report),
            "--no-progress"]
     env = {**os.environ, "NNKIT_TEST_SECRET": "the grader's secret"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, env=env)

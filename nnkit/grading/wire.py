@@ -1,0 +1,216 @@
+"""The judge's channel: length-prefixed frames over a Unix socket, and the kernel's answers.
+
+A graded run talks to the student's kernel over one socket (see ``nnkit.course.judge``). The
+two directions are not trusted alike:
+
+* grader → kernel: the grader's requests (the calls to make, their arguments) are pickled with
+  ``cloudpickle``, which the kernel may read freely — nothing there is secret except what the
+  kernel is meant to receive;
+* kernel → grader: what comes back is **data only**, never a pickle (unpickling bytes that
+  student code can write would run student code in the grader). ``encode`` writes numbers,
+  strings, bytes, numeric numpy arrays and scalars, and lists, tuples and dicts of them as a
+  JSON tree plus raw buffers; anything else becomes a *handle*, a number the kernel keeps the
+  object under. ``decode`` checks every field (numeric dtypes only, sizes that add up, bounded
+  depth and size) and raises ``WireError`` on anything else.
+
+Pickle's own framing is not used for the answers because it cannot be read safely; JSON plus
+buffers is the smallest format that carries arrays exactly (no text round trip of floats).
+"""
+from __future__ import annotations
+
+import json
+import select
+import socket
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+#: the largest frame either side accepts (a kernel's answer is held in the grader's memory)
+MAX_FRAME = 256 << 20
+#: how deep a decoded answer may nest, and how many values it may hold
+MAX_DEPTH, MAX_NODES = 64, 1_000_000
+_HEADER = struct.Struct("!Q")
+_JSON_LEN = struct.Struct("!I")
+
+
+class ChannelProblem(BaseException):
+    """The conversation with the kernel cannot go on. A BaseException: a check's own
+    ``except Exception`` (around a probe, say) must not swallow it and carry on."""
+
+
+class WireError(ChannelProblem):
+    """An answer that is not a well-formed frame (garbage, too large, cut short)."""
+
+
+class ChannelClosed(WireError):
+    """The other end closed the channel (the kernel stopped, or closed its socket)."""
+
+
+class Cancelled(ChannelProblem):
+    """The wait for an answer was given up (the cell's time is over)."""
+
+
+@dataclass(frozen=True)
+class Handle:
+    """An object that stays in the kernel: its number there, its type's name, whether callable."""
+
+    id: int
+    type_name: str = "object"
+    callable: bool = False
+
+
+# --- frames -----------------------------------------------------------------------------------
+def send_frame(sock: socket.socket, payload: bytes) -> None:
+    if len(payload) > MAX_FRAME:
+        raise WireError(f"a message of {len(payload)} bytes is over the limit of {MAX_FRAME}")
+    sock.sendall(_HEADER.pack(len(payload)) + payload)
+
+
+def _recv_exact(sock: socket.socket, n: int, wait: Callable[[], None]) -> bytes:
+    chunks, got = [], 0
+    while got < n:
+        wait()
+        chunk = sock.recv(min(n - got, 1 << 20))
+        if not chunk:
+            raise ChannelClosed("the kernel closed the channel")
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def recv_frame(sock: socket.socket, *, deadline: float | None = None,
+               cancelled: Callable[[], bool] = lambda: False) -> bytes:
+    """One frame; waits in short steps so that a cancelled or timed-out wait stops promptly."""
+    def wait() -> None:
+        while True:
+            if cancelled():
+                raise Cancelled("cancelled")
+            if deadline is not None and time.monotonic() > deadline:
+                raise Cancelled("timed out")
+            ready, _, _ = select.select([sock], [], [], 0.1)
+            if ready:
+                return
+
+    size, = _HEADER.unpack(_recv_exact(sock, _HEADER.size, wait))
+    if size > MAX_FRAME:
+        raise WireError(f"the kernel announced a message of {size} bytes (limit {MAX_FRAME})")
+    return _recv_exact(sock, size, wait)
+
+
+# --- the kernel's answers: encode (kernel side) -------------------------------------------------
+_PLAIN_KINDS = frozenset("biufc")
+
+
+def _plain_array(x) -> bool:
+    return isinstance(x, (np.ndarray, np.generic)) and x.dtype.kind in _PLAIN_KINDS and x.dtype.fields is None
+
+
+def encode(value, handle_for: Callable[[object], Handle]) -> bytes:
+    """``value`` as JSON + buffers; objects that are not plain data go through ``handle_for``."""
+    buffers: list[bytes] = []
+    tree = _tree(value, handle_for, buffers, 0)
+    head = json.dumps({"v": tree, "b": [len(b) for b in buffers]}).encode()
+    return _JSON_LEN.pack(len(head)) + head + b"".join(buffers)
+
+
+def _tree(x, handle_for, buffers: list[bytes], depth: int):
+    if depth > MAX_DEPTH:
+        return _handle_node(handle_for(x))
+    if x is None or isinstance(x, (bool, str)) or type(x) in (int, float):
+        return x
+    if isinstance(x, (int, float)) and not isinstance(x, np.generic):  # subclasses: the plain value
+        return int(x) if isinstance(x, int) else float(x)
+    if isinstance(x, complex):
+        return {"t": "complex", "re": x.real, "im": x.imag}
+    if isinstance(x, (bytes, bytearray)):
+        buffers.append(bytes(x))
+        return {"t": "bytes", "b": len(buffers) - 1}
+    if _plain_array(x):
+        arr = np.ascontiguousarray(x)
+        buffers.append(arr.tobytes())
+        return {"t": "nd" if isinstance(x, np.ndarray) else "scalar", "d": arr.dtype.str,
+                "s": list(arr.shape), "b": len(buffers) - 1}
+    if type(x) in (list, tuple):
+        return {"t": type(x).__name__, "v": [_tree(v, handle_for, buffers, depth + 1) for v in x]}
+    if type(x) is dict and all(isinstance(k, (str, int)) for k in x):
+        return {"t": "dict", "k": list(x), "v": [_tree(v, handle_for, buffers, depth + 1) for v in x.values()]}
+    return _handle_node(handle_for(x))
+
+
+def _handle_node(h: Handle) -> dict:
+    return {"t": "handle", "id": h.id, "type": h.type_name, "call": h.callable}
+
+
+# --- the kernel's answers: decode (grader side) -------------------------------------------------
+def decode(data: bytes, make_handle: Callable[[Handle], object] = lambda h: h):
+    """The value ``encode`` wrote; handles become ``make_handle(Handle)``. Raises WireError."""
+    try:
+        n, = _JSON_LEN.unpack_from(data, 0)
+        head = json.loads(data[_JSON_LEN.size:_JSON_LEN.size + n])
+        sizes = head["b"]
+        if not isinstance(sizes, list) or not all(isinstance(s, int) and s >= 0 for s in sizes):
+            raise WireError("bad buffer table")
+        offsets, pos = [], _JSON_LEN.size + n
+        for s in sizes:
+            offsets.append((pos, pos + s))
+            pos += s
+        if pos != len(data):
+            raise WireError("the buffers do not add up to the message")
+        reader = _Reader(data, offsets, make_handle)
+        return reader.value(head["v"], 0)
+    except WireError:
+        raise
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError, struct.error) as e:
+        raise WireError(f"unreadable answer from the kernel ({type(e).__name__})") from None
+
+
+class _Reader:
+    def __init__(self, data: bytes, offsets, make_handle):
+        self.data, self.offsets, self.make_handle = data, offsets, make_handle
+        self.nodes = 0
+
+    def value(self, node, depth: int):
+        self.nodes += 1
+        if depth > MAX_DEPTH or self.nodes > MAX_NODES:
+            raise WireError("the answer nests too deep or holds too many values")
+        if node is None or isinstance(node, (bool, int, float, str)):
+            return node
+        if not isinstance(node, dict):
+            raise WireError("malformed value")
+        kind = node["t"]
+        if kind in ("list", "tuple"):
+            items = [self.value(v, depth + 1) for v in node["v"]]
+            return items if kind == "list" else tuple(items)
+        if kind == "dict":
+            keys = node["k"]
+            if not all(isinstance(k, (str, int)) for k in keys) or len(keys) != len(node["v"]):
+                raise WireError("malformed dict")
+            return dict(zip(keys, (self.value(v, depth + 1) for v in node["v"])))
+        if kind in ("nd", "scalar"):
+            return self.array(node)
+        if kind == "bytes":
+            start, end = self.offsets[node["b"]]
+            return self.data[start:end]
+        if kind == "complex":
+            return complex(float(node["re"]), float(node["im"]))
+        if kind == "handle":
+            return self.make_handle(Handle(int(node["id"]), str(node["type"])[:100], bool(node["call"])))
+        raise WireError(f"unknown value kind {str(kind)[:20]!r}")
+
+    def array(self, node):
+        dtype = np.dtype(str(node["d"]))
+        if dtype.kind not in _PLAIN_KINDS or dtype.fields is not None or dtype.subdtype is not None \
+                or dtype.itemsize > 16:
+            raise WireError(f"an array of dtype {dtype} is not accepted")
+        shape = tuple(int(s) for s in node["s"])
+        if any(s < 0 for s in shape) or len(shape) > 32:
+            raise WireError("bad array shape")
+        start, end = self.offsets[node["b"]]
+        if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize != end - start:
+            raise WireError("an array's size does not match its shape")
+        arr = np.frombuffer(self.data, dtype=dtype, count=(end - start) // dtype.itemsize, offset=start)
+        arr = arr.reshape(shape).copy()
+        return arr if node["t"] == "nd" else arr[()]
