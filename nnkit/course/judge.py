@@ -39,6 +39,8 @@ from .submission import is_course_cell
 SERVE = "__import__('nnkit.grading.kernel_side', fromlist=['serve']).serve({session})"
 #: seconds the kernel has to connect to the judge after it started
 CONNECT_TIMEOUT = 30.0
+#: the judge's thread pickles deep structures (a 40-step graph of Values): room to recurse
+JUDGE_RECURSION, JUDGE_STACK = 20_000, 256 << 20
 
 
 @dataclass
@@ -157,8 +159,13 @@ class Hearing:
         self.cancel = threading.Event()
         self.verdict: Verdict | None = None
         self.serve_code = SERVE.format(session=session)
-        self.thread = threading.Thread(target=self._run, daemon=True, name=f"judge-{session}")
-        self.thread.start()
+        sys.setrecursionlimit(max(sys.getrecursionlimit(), JUDGE_RECURSION))
+        saved = threading.stack_size(JUDGE_STACK)
+        try:
+            self.thread = threading.Thread(target=self._run, daemon=True, name=f"judge-{session}")
+            self.thread.start()
+        finally:
+            threading.stack_size(saved)
 
     def finish(self, grace: float = 5.0) -> Verdict:
         """The verdict, once the kernel's cell has ended (a judge still waiting gives up)."""

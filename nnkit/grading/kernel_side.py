@@ -58,15 +58,25 @@ def _user_namespace() -> dict:
 
 
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, data: bytes, objects: dict):
+    """Reads the judge's arguments; ("h", n) is a handle of this kernel, ("m", n) an object the
+    judge sent earlier in this conversation (the same copy again: identity across calls)."""
+
+    def __init__(self, data: bytes, objects: dict, mirrors: dict):
         super().__init__(io.BytesIO(data))
-        self.objects = objects
+        self.tables = {"h": objects, "m": mirrors}
+
+    def find_class(self, module, name):
+        found = super().find_class(module, name)
+        # what the judge sends is the judge's: a function the child refuses to the student's
+        # code (``blocking``) arrives as itself, not as its refusing stand-in
+        return found.__wrapped__ if getattr(found, "__nnkit_blocked__", False) else found
 
     def persistent_load(self, pid):
         kind, number = pid
-        if kind != "h" or number not in self.objects:
-            raise pickle.UnpicklingError(f"no object {number} in this kernel")
-        return self.objects[number]
+        table = self.tables.get(kind, {})
+        if number not in table:
+            raise pickle.UnpicklingError(f"no object {kind}{number} in this kernel")
+        return table[number]
 
 
 class _Server:
@@ -75,6 +85,8 @@ class _Server:
         self.objects: dict[int, object] = {}
         self.numbers: dict[int, int] = {}
         self.bindings: dict[int, tuple[dict, dict]] = {}
+        self.mirrors: dict[int, object] = {}     # the judge's objects, by the judge's numbers
+        self.snapshots: dict[int, object] = {}   # their state after the last request
         self.in_child = False
 
     # -- handles ----------------------------------------------------------------------------------
@@ -131,24 +143,45 @@ class _Server:
     # -- one request --------------------------------------------------------------------------------
     def answer(self, request: dict) -> None:
         try:
-            payload = _Unpickler(request.get("payload", b""), self.objects)
+            payload = _Unpickler(request.get("payload", b""), self.objects, self.mirrors)
             args = payload.load()
-            memo = payload.memo.copy()
+            self.register(payload.memo.copy(), request.get("mirror", ()))
         except Exception as e:  # noqa: BLE001
             self.reply(request, error=e)
             return
-        op = request.get("op")
-        snapshot = _snapshot(memo) if op == "call" else None
         try:
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore")
-                value = self.perform(op, args)
+                value = self.perform(request.get("op"), args)
         except KeyboardInterrupt:
             raise
         except BaseException as e:  # noqa: BLE001 - SystemExit too: student code's failure is an answer
-            self.reply(request, error=e, changes=_changes(memo, snapshot) if snapshot else ())
+            self.reply(request, error=e, changes=self.changes())
             return
-        self.reply(request, value, changes=_changes(memo, snapshot) if snapshot else ())
+        self.reply(request, value, changes=self.changes())
+
+    def register(self, memo: dict, mirror) -> None:
+        """Keep the judge's stateful objects of this request under the judge's numbers."""
+        for index, number in mirror:
+            obj = memo.get(index)
+            if obj is not None and (isinstance(obj, np.ndarray) or _has_state(obj)):
+                self.mirrors[number] = obj
+                self.snapshots[number] = _state(obj)
+
+    def changes(self) -> list:
+        """What the last request changed in the judge's objects: arrays' contents, attributes."""
+        out = []
+        for number, obj in self.mirrors.items():
+            before = self.snapshots[number]
+            if isinstance(before, np.ndarray):
+                if obj.shape != before.shape or obj.tobytes() != before.tobytes():
+                    out.append(("array", number, obj))
+            else:
+                out += [("attr", number, name, value) for name, value in (wire.attributes(obj) or {}).items()
+                        if name not in before or before[name] is not value]
+            if out and out[-1][1] == number:
+                self.snapshots[number] = _state(obj)
+        return out
 
     def perform(self, op: str, args: dict):
         if op == "lookup":
@@ -245,36 +278,13 @@ def _wait_child(pid: int, budget: float) -> bool:
     return True
 
 
-# --- what a call changed in its arguments ---------------------------------------------------------
-def _snapshot(memo: dict) -> dict:
-    """Copies of the arrays and attribute tables the request's arguments are made of."""
-    snap = {}
-    for index, obj in memo.items():
-        if isinstance(obj, np.ndarray):
-            snap[index] = obj.copy()
-        elif _has_state(obj):
-            snap[index] = dict(vars(obj))
-    return snap
-
-
+# --- the state of the judge's objects -------------------------------------------------------------
 def _has_state(obj) -> bool:
-    return hasattr(obj, "__dict__") and not isinstance(obj, (type, type(sys), type(_has_state))) \
-        and isinstance(getattr(obj, "__dict__", None), dict)
+    return wire.attributes(obj) is not None
 
 
-def _changes(memo: dict, snapshot: dict) -> list:
-    """[("array", index, new contents) | ("attr", index, name, new value)] for what the call changed."""
-    out = []
-    for index, before in snapshot.items():
-        obj = memo[index]
-        if isinstance(before, np.ndarray):
-            if obj.shape != before.shape or obj.tobytes() != before.tobytes():
-                out.append(("array", index, obj))
-        else:
-            for name, value in vars(obj).items():
-                if name not in before or before[name] is not value:
-                    out.append(("attr", index, name, value))
-    return out
+def _state(obj):
+    return obj.copy() if isinstance(obj, np.ndarray) else wire.attributes(obj)
 
 
 _OPERATORS = {

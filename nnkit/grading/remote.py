@@ -60,10 +60,24 @@ class ForkEnded(wire.ChannelProblem):
 
 
 class _Pickler(_BasePickler):
+    """Remotes go as their handle, objects already sent in this conversation as their number."""
+
+    def __init__(self, file, sent: dict):
+        super().__init__(file, protocol=5)
+        self.sent = sent
+
     def persistent_id(self, obj):
         if type(obj) is Remote:
             return ("h", object.__getattribute__(obj, "_handle").id)
+        entry = self.sent.get(id(obj))
+        if entry is not None and entry[1] is obj:
+            return ("m", entry[0])
         return None
+
+
+def _mirrored(obj) -> bool:
+    """Arrays and objects with attributes: what the kernel reports changes of."""
+    return isinstance(obj, np.ndarray) or (type(obj) is not Remote and wire.attributes(obj) is not None)
 
 
 class Conversation:
@@ -77,31 +91,39 @@ class Conversation:
         self.fork_over = False
         self.touched: list[str] = []
         self.changed: list[str] = []
+        self._sent: dict[int, tuple[int, object]] = {}     # id(obj) -> (number, obj)
+        self._objects: dict[int, object] = {}              # number -> the grader's object
 
     # -- requests -------------------------------------------------------------------------------
     def request(self, op: str, **args):
         if self.fork_over:
             raise ForkEnded("the throw-away kernel has ended")
-        payload, memo = self._dump(args)
+        payload, mirror = self._dump(args)
         number = next(self._ids)
-        envelope = {"session": self.session, "id": number, "op": op, "payload": payload}
+        envelope = {"session": self.session, "id": number, "op": op, "payload": payload, "mirror": mirror}
         wire.send_frame(self.sock, pickle.dumps(envelope, protocol=5))
         answer = self._answer(number)
         if "blocked" in answer and isinstance(answer["blocked"], list):
             self.touched = [str(x)[:200] for x in answer["blocked"]][:50]
-        self._apply_changes(answer.get("changes"), memo)
+        self._apply_changes(answer.get("changes"))
         error = answer.get("error")
         if isinstance(error, dict):
             raise _exception(str(error.get("type", "Exception"))[:80], str(error.get("message", ""))[:500],
                              bool(error.get("not_implemented")))
         return answer.get("value")
 
-    def _dump(self, args: dict) -> tuple[bytes, dict]:
+    def _dump(self, args: dict) -> tuple[bytes, list[tuple[int, int]]]:
+        """The pickled arguments, and [(memo index, number)] of the new objects to mirror."""
         buf = io.BytesIO()
-        pickler = _Pickler(buf, protocol=5)
+        pickler = _Pickler(buf, self._sent)
         pickler.dump(args)
-        memo = {index: obj for index, obj in pickler.memo.copy().values()}
-        return buf.getvalue(), memo
+        mirror = []
+        for index, obj in sorted(pickler.memo.copy().values(), key=lambda e: e[0]):
+            if _mirrored(obj) and id(obj) not in self._sent:
+                number = len(self._objects) + 1
+                self._sent[id(obj)], self._objects[number] = (number, obj), obj
+                mirror.append((index, number))
+        return buf.getvalue(), mirror
 
     def _answer(self, number: int) -> dict:
         while True:
@@ -120,12 +142,12 @@ class Conversation:
     def _remote(self, handle: wire.Handle) -> Remote:
         return Remote(self, handle)
 
-    def _apply_changes(self, changes, memo: dict) -> None:
-        """Mirror what the student's code changed in the arguments onto the grader's objects."""
+    def _apply_changes(self, changes) -> None:
+        """Mirror what the student's code changed in the grader's objects it was given."""
         for change in changes if isinstance(changes, list) else ():
             if not isinstance(change, tuple) or not change or not isinstance(change[0], str):
                 continue
-            original = memo.get(change[1]) if len(change) > 1 and isinstance(change[1], int) else None
+            original = self._objects.get(change[1]) if len(change) > 1 and isinstance(change[1], int) else None
             if change[0] == "array" and len(change) == 3 and isinstance(original, np.ndarray):
                 new = change[2]
                 if isinstance(new, np.ndarray) and new.shape == original.shape and original.flags.writeable:
@@ -134,10 +156,10 @@ class Conversation:
                         self.changed.append(f"an array of shape {original.shape}")
             elif change[0] == "attr" and len(change) == 4 and isinstance(change[2], str):
                 name = change[2]
-                state = getattr(original, "__dict__", None)
-                if isinstance(state, dict) and name in state and not name.startswith("__"):
-                    state[name] = change[3]
-                    self.changed.append(f".{name}")
+                if name in (wire.attributes(original) or {}) and not name.startswith("__"):
+                    with contextlib.suppress(AttributeError, TypeError):
+                        object.__setattr__(original, name, change[3])
+                        self.changed.append(f".{name}")
 
     # -- the throw-away child -------------------------------------------------------------------
     @contextlib.contextmanager

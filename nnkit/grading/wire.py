@@ -23,6 +23,7 @@ import select
 import socket
 import struct
 import time
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -60,6 +61,25 @@ class Handle:
     id: int
     type_name: str = "object"
     callable: bool = False
+
+
+def attributes(obj) -> dict | None:
+    """An object's attributes by name (``__dict__`` and ``__slots__``), or None for things that
+    have none worth mirroring (classes, modules, functions)."""
+    if isinstance(obj, (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType)):
+        return None
+    state = getattr(obj, "__dict__", None)
+    out = dict(state) if isinstance(state, dict) else {}
+    slots = [name for klass in type(obj).__mro__ for name in _slot_names(klass)]
+    for name in slots:
+        if name not in ("__dict__", "__weakref__") and hasattr(obj, name):
+            out[name] = getattr(obj, name)
+    return out if (isinstance(state, dict) or slots) else None
+
+
+def _slot_names(klass) -> tuple[str, ...]:
+    slots = klass.__dict__.get("__slots__", ())
+    return (slots,) if isinstance(slots, str) else tuple(slots)
 
 
 # --- frames -----------------------------------------------------------------------------------
