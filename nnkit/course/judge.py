@@ -267,7 +267,8 @@ def _channel_verdict(error: BaseException, deadline: float, printed: str = "") -
     if isinstance(error, wire.Cancelled):
         message = "this test did not finish within its time limit (the answer is too slow or never returns)"
         if time.monotonic() < deadline:
-            message = "this test was stopped: the kernel stopped while it ran"
+            message = ("this test was not run: the kernel ended the test cell without answering the grader "
+                       "(the submission changed how the kernel runs cells, or the kernel stopped)")
         return Verdict(False, printed, message=message, ename="TimeoutError", remark="cancelled")
     if isinstance(error, wire.ChannelClosed):
         return Verdict(False, printed, ename="KernelDied", remark="channel closed",
