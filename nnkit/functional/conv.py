@@ -218,14 +218,24 @@ def conv2d_backward_naive(dout, cache):
 # Output position (i′, j′) of image n with kernel offset (i, j) then reads flat index
 #     n·L + (s_h·i′ + i)·R + s_w·j′ + j  =  n·L + (i·R + j) + s_w·q,   q = i′·M + j′,  M = s_h·R/s_w,
 # so for one offset (i, j) the inputs of *all* output positions are one strided slice of the
-# row. im2col is one `as_strided` view copied once, and col2im is kh·kw additions of long
-# rows — instead of millions of W_out-long pieces, which is what makes naive numpy im2col slow.
+# row (a contiguous one when s_w = 1). The forward copies these kh·kw slices into a column
+# matrix (one `as_strided` view copied once) and does one matrix product; the backward needs
+# no column matrix at all: per offset, ∂L/∂W[:, :, i, j] is one product with the slice and
+# ∂L/∂a is one product added back onto it. That replaces millions of W_out-long pieces, which
+# is what makes naive numpy im2col slow.
 # The price: positions j′ ≥ W_out (and, in the backward, rows i′ ≥ H_out up to the next image)
 # are computed too. They read neighbouring pixels and are thrown away; in the backward they
-# get δ = 0, so they add nothing. The batch is processed in chunks that keep the column
-# matrix in cache; the backward rebuilds a chunk's columns instead of storing them all.
+# get δ = 0, so they add nothing. The batch is processed in chunks of images that keep the
+# working arrays in cache.
 
-_CHUNK_BYTES = 4 << 20  # column matrix of one chunk: about the size of the L2/L3 cache
+_CHUNK_BYTES = 4 << 20            # forward: column matrix of one chunk, about the L2/L3 cache
+_BACKWARD_CHUNK_BYTES = 512 << 10  # backward: input, δ and ∂L/∂a rows of one chunk, half an L2
+
+
+def _chunk_size(n: int, budget: int, bytes_per_example: int) -> int:
+    """Examples per chunk: as many as fit in ``budget`` (at least 1), split into equal chunks."""
+    most = max(1, budget // max(1, bytes_per_example))
+    return -(-n // -(-n // most)) if n else 1
 
 
 class _FlatGeometry:
@@ -242,11 +252,11 @@ class _FlatGeometry:
                              Ho=Ho, Wo=Wo, R=R, M=M, rows=rows)
         self.L = rows * R                           # flat length of one padded image
         self.P = Ho * M                             # positions per image in the forward
-        self.Q = self.L // sw                       # positions per image in col2im (whole images)
+        self.Q = self.L // sw                       # positions per image in the backward (whole images)
         self.total = N * self.L + (kh - 1) * R + kw  # flat row length, with room for the last shifts
         self.K = C * kh * kw                        # rows of the column matrix
-        most = max(1, _CHUNK_BYTES // max(1, self.K * self.Q * itemsize))
-        self.chunk = -(-N // -(-N // most)) if N else 1   # examples per chunk, chunks of equal size
+        self.chunk = _chunk_size(N, _CHUNK_BYTES, self.K * self.Q * itemsize)             # forward
+        self.chunk_back = _chunk_size(N, _BACKWARD_CHUNK_BYTES, (2 * C + F) * self.Q * itemsize)
 
     def _images(self, flat: np.ndarray) -> np.ndarray:
         """The (C, N, H, W) pixels inside the flat rows (a view)."""
@@ -274,15 +284,11 @@ class _FlatGeometry:
         np.copyto(cols, view)
         return cols.reshape(self.K, m * self.P)
 
-    def add_columns(self, dxf: np.ndarray, n0: int, dcols: np.ndarray) -> None:
-        """col2im, the transpose of ``columns``: add dcols[(f, i, j), (n, q)], q < Q, back onto
-        dxf[f, (n0+n)·L + i·R + j + s_w·q] — one long strided slice per kernel offset (i, j)."""
-        dcols = dcols.reshape(self.C, self.kh, self.kw, -1)
-        span = self.sw * (dcols.shape[-1] - 1) + 1
-        for i in range(self.kh):
-            for j in range(self.kw):
-                start = n0 * self.L + i * self.R + j
-                dxf[:, start:start + span:self.sw] += dcols[:, i, j]
+    def shifted(self, flat: np.ndarray, n0: int, m: int, i: int, j: int) -> np.ndarray:
+        """The slice flat[:, (n0+n)·L + i·R + j + s_w·q] for n < m, q < Q, as (rows, m·Q): what
+        kernel offset (i, j) touches at every backward position of images n0 … n0+m−1 (a view)."""
+        start = n0 * self.L + i * self.R + j
+        return flat[:, start:start + self.sw * m * self.Q:self.sw]
 
 
 def conv2d_forward_fast(x, w, b=None, stride=1, padding=0):
@@ -322,37 +328,47 @@ def conv2d_backward_fast(dout, cache):
     Inputs: dout (N, F, H_out, W_out) = δ; cache from the forward.
     Returns ``(dx, dw, db)`` with shapes (N, C, H, W), (F, C, kh, kw), (F,) or None.
 
-    With z = W_mat @ cols (one chunk): ∂L/∂W_mat = δ colsᵀ, summed over the chunks (computed
-    as its transpose cols δᵀ, which is faster); ∂L/∂cols = W_matᵀ δ, and col2im adds each
-    column back onto the input it was copied from; ∂L/∂b = Σ δ.
+    δ is laid out like the flat input (zero where no output sits), as a (F, positions) matrix.
+    Kernel offset (i, j) connects every position to one shifted slice a_ij (C, positions) of
+    the flat input (see the layout above), so the three backward equations become, per offset,
+
+        ∂L/∂W[:, :, i, j]ᵀ = a_ij δᵀ              (C × F: the sum over n, i′, j′ as one product)
+        ∂L/∂a_ij          += W[:, :, i, j]ᵀ δ      (C × positions, added onto the same slice)
+        ∂L/∂b              = Σ δ
+
+    which is the col2im of the column method without building its kh·kw times larger matrices.
     """
     xf, w_mat, w_shape, has_bias, g = cache
     dout = np.asarray(dout)
     if dout.shape != (g.N, g.F, g.Ho, g.Wo):
         raise ShapeError(f"conv2d_backward_fast: dout must have shape {(g.N, g.F, g.Ho, g.Wo)}, got {describe(dout)}")
     dtype = np.result_type(xf, dout)
+    xf = xf.astype(dtype, copy=False)
+    w_t = w_mat.reshape(w_shape).transpose(2, 3, 1, 0).astype(dtype)   # W[:, :, i, j]ᵀ = w_t[i, j]
     dxf = np.zeros((g.C, g.total), dtype=dtype)
-    dw_t = np.zeros((g.K, g.F), dtype=dtype)                       # ∂L/∂W_matᵀ
-    w_mat_t = w_mat.T.astype(dtype, copy=False)
-    cols_buffer = np.empty(g.K * g.chunk * g.P, dtype=xf.dtype)
-    dcols_buffer = np.empty(g.K * g.chunk * g.Q, dtype=dtype)
-    # δ laid out like the columns, zero at the extra positions: transposed (n, q, f) for ∂L/∂W,
-    # and (f, n, q) over whole images for col2im
-    delta_t = np.zeros((g.chunk, g.Ho, g.M, g.F), dtype=dtype)
-    delta = np.zeros((g.F, g.chunk, g.Q), dtype=dtype)
-    for n0 in range(0, g.N, g.chunk):
-        m = min(g.chunk, g.N - n0)
-        d_out = dout[n0:n0 + m]
-        d_t = delta_t[:m]
-        d_t[:, :, :g.Wo] = d_out.transpose(0, 2, 3, 1)
-        dw_t += g.columns(xf, n0, m, cols_buffer) @ d_t.reshape(m * g.P, g.F)    # ∂L/∂W_matᵀ = cols δᵀ
+    dw_t = np.zeros((g.kh, g.kw, g.C, g.F), dtype=dtype)                # ∂L/∂W[:, :, i, j]ᵀ
+    m_most = g.chunk_back
+    delta = np.zeros((g.F, m_most, g.Q), dtype=dtype)                   # δ, zero at the extra positions
+    a_buffer = np.empty((g.C, m_most * g.Q), dtype=dtype)               # a_ij made contiguous (s_w > 1)
+    da_buffer = np.empty((g.C, m_most * g.Q), dtype=dtype)
+    dw_ij = np.empty((g.C, g.F), dtype=dtype)
+    for n0 in range(0, g.N, m_most):
+        m = min(m_most, g.N - n0)
         d = delta[:, :m]
-        d[:, :, :g.P].reshape(g.F, m, g.Ho, g.M)[:, :, :, :g.Wo] = d_out.transpose(1, 0, 2, 3)
-        dcols = np.matmul(w_mat_t, d.reshape(g.F, m * g.Q),
-                          out=dcols_buffer[:g.K * m * g.Q].reshape(g.K, m * g.Q))  # ∂L/∂cols = W_matᵀ δ
-        g.add_columns(dxf, n0, dcols)                                              # col2im
+        d[:, :, :g.P].reshape(g.F, m, g.Ho, g.M)[:, :, :, :g.Wo] = dout[n0:n0 + m].transpose(1, 0, 2, 3)
+        d = d.reshape(g.F, m * g.Q)
+        da = da_buffer[:, :m * g.Q]
+        for i in range(g.kh):
+            for j in range(g.kw):
+                a_ij = g.shifted(xf, n0, m, i, j)
+                if g.sw > 1:                    # a strided slice: copy it so the product runs in BLAS
+                    a_ij = a_buffer[:, :m * g.Q]
+                    np.copyto(a_ij, g.shifted(xf, n0, m, i, j))
+                dw_t[i, j] += np.matmul(a_ij, d.T, out=dw_ij)           # a_ij δᵀ
+                da_ij = g.shifted(dxf, n0, m, i, j)                     # a view into ∂L/∂a
+                da_ij += np.matmul(w_t[i, j], d, out=da)                # += W_ijᵀ δ
     db = dout.sum(axis=(0, 2, 3)) if has_bias else None
-    return g.unflatten(dxf), np.ascontiguousarray(dw_t.T).reshape(w_shape), db
+    return g.unflatten(dxf), np.ascontiguousarray(dw_t.transpose(3, 2, 0, 1)), db
 
 
 def conv2d(x, w, b=None, stride=1, padding=0):
