@@ -90,3 +90,47 @@ def test_mixed_precision_backward_uses_the_wider_type():
     assert dx.dtype == np.float64
     _, dx_t, dw_t, _ = torch_reference(layer, x.astype(np.float64), dout)
     assert relative_error(dx, dx_t) <= 1e-6 and relative_error(layer.weight.grad, dw_t) <= 1e-6
+
+
+# --------------------------------------------------------------------------------------------
+# max-pool backward: windows that tile the input are written in place (no zero-filling); an
+# infinite or NaN δ must still reach only the arg-max, exactly as in the naive loops
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kernel,stride,padding,hw", [
+    (2, None, 0, (8, 6)),           # tiles the input: every position written once
+    ((2, 3), None, 0, (6, 9)),
+    (2, None, 0, (7, 9)),           # leftover row and column: they must stay 0
+    (2, 3, 0, (8, 8)),              # gaps between windows
+    (3, 2, 1, (7, 8)),              # overlapping windows with padding
+])
+@pytest.mark.parametrize("special", [None, np.inf, -np.inf, np.nan])
+def test_maxpool2d_backward_routes_like_naive(kernel, stride, padding, hw, special):
+    rng = np.random.default_rng(0)
+    x = rng.integers(-2, 3, (2, 3, *hw)).astype(np.float64)      # many ties in each window
+    fast = nk.MaxPool2d(kernel, stride, padding)
+    naive = nk.MaxPool2d(kernel, stride, padding, impl="naive")
+    out = fast.forward(x)
+    assert np.array_equal(out, naive.forward(x))
+    dout = rng.standard_normal(out.shape)
+    if special is not None:
+        dout[0, 1, 0, 0] = special
+    dx, dx_naive = fast.backward(dout), naive.backward(dout)
+    assert np.array_equal(np.isnan(dx), np.isnan(dx_naive))
+    assert np.allclose(dx, dx_naive, rtol=1e-14, atol=0, equal_nan=True)
+    if special is None:
+        xt = torch.tensor(x, requires_grad=True)
+        torch.nn.functional.max_pool2d(xt, kernel, stride, padding).backward(torch.tensor(dout))
+        assert np.allclose(dx, xt.grad.numpy(), rtol=1e-14, atol=0)
+
+
+def test_maxpool2d_backward_after_a_reused_buffer_has_no_stale_values():
+    """The tiled case fills dx without zeroing it first: run it twice, the second on a δ that is
+    zero almost everywhere, so that stale memory from the first would show."""
+    layer = nk.MaxPool2d(2)
+    x = np.random.default_rng(1).standard_normal((4, 2, 6, 6))
+    out = layer.forward(x)
+    layer.backward(np.full(out.shape, 7.0))
+    dout = np.zeros(out.shape)
+    dout[1, 0, 2, 1] = 1.0
+    dx = layer.backward(dout)
+    assert dx.sum() == 1.0 and np.count_nonzero(dx) == 1

@@ -449,10 +449,10 @@ def maxpool2d_forward_fast(x, kernel_size, stride=None, padding=0):
     (kh, kw), (Ho, Wo) = kernel, out_hw
     if stride == kernel and padding == (0, 0):
         tiles = x[:, :, :Ho * kh, :Wo * kw].reshape(x.shape[0], x.shape[1], Ho, kh, Wo, kw)
-        offset = lambda r, q: tiles[:, :, :, r, :, q]  # noqa: E731
+        offset = lambda r, q: tiles[:, :, :, r, :, q]
     else:
         xp = _pad(x, padding, value=-np.inf)
-        offset = lambda r, q: _window_offset(xp, r, q, stride, out_hw)  # noqa: E731
+        offset = lambda r, q: _window_offset(xp, r, q, stride, out_hw)
     out = offset(0, 0).copy()
     which = np.zeros(out.shape, dtype=np.min_scalar_type(kh * kw - 1))
     nan_aware = x.size > 0 and np.isnan(x.max())           # max is NaN iff x holds a NaN
@@ -476,17 +476,24 @@ def maxpool2d_backward_fast(dout, cache):
         raise ShapeError(f"maxpool2d_backward_fast: dout must have shape {which.shape}, got {describe(dout)}")
     N, C, H, W = x_shape
     (ph, pw), out_hw = padding, which.shape[2:]
-    dxp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=dout.dtype)
     overlap = stride[0] < kh or stride[1] < kw
-    finite = bool(np.isfinite(dout).all())            # then (which == t) * δ is exact and cheap
+    # windows that tile the input write every position exactly once: no zero-filling needed
+    tiled = stride == (kh, kw) and padding == (0, 0) and H % kh == 0 and W % kw == 0
+    dxp = (np.empty if tiled else np.zeros)((N, C, H + 2 * ph, W + 2 * pw), dtype=dout.dtype)
+    finite = bool(np.isfinite(dout.sum()))            # a finite sum has finite terms: (which == t)·δ is exact
     for t in range(kh * kw):
         hit = which == t
-        routed = hit * dout if finite else np.where(hit, dout, np.zeros((), dout.dtype))
         view = _window_offset(dxp, *divmod(t, kw), stride, out_hw)
-        if overlap:
-            view += routed                            # overlapping windows accumulate
+        if not finite:                                # 0 · ∞ would be NaN: select instead
+            routed = np.where(hit, dout, np.zeros((), dout.dtype))
+            if overlap:
+                view += routed                        # overlapping windows accumulate
+            else:
+                view[...] = routed
+        elif overlap:
+            view += hit * dout
         else:
-            view[...] = routed
+            np.multiply(hit, dout, out=view)          # (which == t)·δ, written in place
     return np.ascontiguousarray(_unpad(dxp, padding)) if padding != (0, 0) else dxp
 
 
