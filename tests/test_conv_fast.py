@@ -53,14 +53,15 @@ def test_backward_in_chunks_matches_naive_and_pytorch(monkeypatch, examples_per_
     naive = nk.Conv2d(3, 4, kernel, stride, padding, impl="naive", rng=1)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, 3, *hw))
-    if examples_per_chunk is not None:
-        per_example = (2 * 3 + 4) * C._FlatGeometry(x.shape, fast.weight.shape, fast.stride, fast.padding,
-                                                    (1, 1), 8).Q * 8
-        monkeypatch.setattr(C, "_BACKWARD_CHUNK_BYTES", examples_per_chunk * per_example)
+    if examples_per_chunk is not None:                # budgets that make chunks of that many examples
+        out_hw = C._output_hw(x.shape, fast.kernel_size, fast.stride, fast.padding, "test")
+        positions = C._FlatGeometry(x.shape, fast.weight.shape, fast.stride, fast.padding, out_hw, 8).P
+        monkeypatch.setattr(C, "_CHUNK_BYTES", 1 << 40)
+        monkeypatch.setattr(C, "_BACKWARD_CHUNK_BYTES", examples_per_chunk * (2 * 3 + 4) * positions * 8)
     dout = rng.standard_normal(fast.forward(x).shape)
     got = forward_backward(fast, x, dout)
-    if examples_per_chunk is not None:
-        assert fast._cache[-1].chunk_back == examples_per_chunk   # the batch really was split
+    expected_chunk = batch if examples_per_chunk is None else examples_per_chunk
+    assert fast._cache[-1].chunk == expected_chunk          # the batch really was split (or not)
     for name, a, b, t in zip(["output", "∂L/∂x", "∂L/∂W", "∂L/∂b"], got, forward_backward(naive, x, dout),
                              torch_reference(fast, x, dout)):
         assert relative_error(a, b) <= 1e-12, f"{name}: fast != naive"

@@ -213,20 +213,22 @@ def conv2d_backward_naive(dout, cache):
 # --------------------------------------------------------------------------------------------
 # convolution, fast: im2col on a flattened padded image, one matrix product per chunk
 # --------------------------------------------------------------------------------------------
-# Layout. Each channel of the whole batch is stored as one flat, zero-padded row: image n's
-# padded rows (length R ≥ W + 2p, a multiple of s_w) one after another, image n at offset n·L.
-# Output position (i′, j′) of image n with kernel offset (i, j) then reads flat index
-#     n·L + (s_h·i′ + i)·R + s_w·j′ + j  =  n·L + (i·R + j) + s_w·q,   q = i′·M + j′,  M = s_h·R/s_w,
-# so for one offset (i, j) the inputs of *all* output positions are one strided slice of the
-# row (a contiguous one when s_w = 1). The forward copies these kh·kw slices into a column
-# matrix (one `as_strided` view copied once) and does one matrix product; the backward needs
-# no column matrix at all: per offset, ∂L/∂W[:, :, i, j] is one product with the slice and
-# ∂L/∂a is one product added back onto it. That replaces millions of W_out-long pieces, which
-# is what makes naive numpy im2col slow.
-# The price: positions j′ ≥ W_out (and, in the backward, rows i′ ≥ H_out up to the next image)
-# are computed too. They read neighbouring pixels and are thrown away; in the backward they
-# get δ = 0, so they add nothing. The batch is processed in chunks of images that keep the
-# working arrays in cache.
+# Layout. The batch is cut into chunks of m images. Each channel of a chunk is stored as flat,
+# zero-padded rows: padded row r of every image of the chunk side by side (row length R ≥ W + 2p,
+# a multiple of s_w), then row r + 1, and so on; the chunks follow one another. Output position
+# (i′, j′) of image n of the chunk, with kernel offset (i, j), then reads flat index
+#     (s_h·i′ + i)·m·R + n·R + s_w·j′ + j  =  (i·m·R + j) + s_w·q,   q = i′·s_h·m·R/s_w + n·R/s_w + j′
+# (from the chunk's start), so for one offset (i, j) the inputs of *all* output positions of the
+# chunk are one strided slice of the row (a contiguous one when s_w = 1). The forward copies these
+# kh·kw slices into a column matrix (one `as_strided` view copied once) and does one matrix
+# product; the backward needs no column matrix at all: per offset, ∂L/∂W[:, :, i, j] is one
+# product with the slice and ∂L/∂a is one product added back onto it. That replaces millions of
+# W_out-long pieces, which is what makes naive numpy im2col slow.
+# The price: positions j′ ≥ W_out (and rows between output rows when s_h > 1) are computed too.
+# They read neighbouring pixels and are thrown away; in the backward they get δ = 0, so they add
+# nothing. Putting the images of a chunk side by side, rather than one after the other, keeps
+# these extra positions to the kw − 1 columns per row, and the chunks keep the working arrays in
+# the cache.
 
 _CHUNK_BYTES = 4 << 20            # forward: column matrix of one chunk, about the L2/L3 cache
 _BACKWARD_CHUNK_BYTES = 512 << 10  # backward: input, δ and ∂L/∂a rows of one chunk, half an L2
@@ -239,56 +241,62 @@ def _chunk_size(n: int, budget: int, bytes_per_example: int) -> int:
 
 
 class _FlatGeometry:
-    """Sizes of the flat layout and of the column matrices for one convolution."""
+    """Sizes of the flat layout for one convolution, and the views into it."""
 
     def __init__(self, x_shape, w_shape, stride, padding, out_hw, itemsize):
         N, C, H, W = x_shape
         F, _, kh, kw = w_shape
         (sh, sw), (ph, pw), (Ho, Wo) = stride, padding, out_hw
         R = -(-(W + 2 * pw) // sw) * sw            # length of a padded row, a multiple of s_w
-        M = sh * R // sw                            # positions per output row (≥ W_out)
-        rows = max(H + 2 * ph, Ho * sh)             # padded rows per image
+        rows = max(H + 2 * ph, sh * Ho + kh - 1)    # padded rows per image: room for every shift
         self.__dict__.update(N=N, C=C, H=H, W=W, F=F, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw,
-                             Ho=Ho, Wo=Wo, R=R, M=M, rows=rows)
-        self.L = rows * R                           # flat length of one padded image
-        self.P = Ho * M                             # positions per image in the forward
-        self.Q = self.L // sw                       # positions per image in the backward (whole images)
-        self.total = N * self.L + (kh - 1) * R + kw  # flat row length, with room for the last shifts
+                             Ho=Ho, Wo=Wo, R=R, rows=rows)
         self.K = C * kh * kw                        # rows of the column matrix
-        self.chunk = _chunk_size(N, _CHUNK_BYTES, self.K * self.Q * itemsize)             # forward
-        self.chunk_back = _chunk_size(N, _BACKWARD_CHUNK_BYTES, (2 * C + F) * self.Q * itemsize)
+        self.P = Ho * sh * R // sw                  # positions per image (≥ H_out·W_out)
+        self.total = N * rows * R + kw              # flat row length, with room for the last shift
+        self.chunk = min(_chunk_size(N, _CHUNK_BYTES, self.K * self.P * itemsize),
+                         _chunk_size(N, _BACKWARD_CHUNK_BYTES, (2 * C + F) * self.P * itemsize))
+        self.chunks = [(n0, min(self.chunk, N - n0)) for n0 in range(0, N, self.chunk)]
 
-    def _images(self, flat: np.ndarray) -> np.ndarray:
-        """The (C, N, H, W) pixels inside the flat rows (a view)."""
-        grid = flat[:, :self.N * self.L].reshape(self.C, self.N, self.rows, self.R)
-        return grid[:, :, self.ph:self.ph + self.H, self.pw:self.pw + self.W]
+    def _images(self, flat: np.ndarray, n0: int, m: int) -> np.ndarray:
+        """The (C, H, m, W) pixels of images n0 … n0+m−1 inside the flat rows (a view)."""
+        block = flat[:, n0 * self.rows * self.R:(n0 + m) * self.rows * self.R]
+        grid = block.reshape(flat.shape[0], self.rows, m, self.R)
+        return grid[:, self.ph:self.ph + self.H, :, self.pw:self.pw + self.W]
 
     def flatten(self, x: np.ndarray, dtype) -> np.ndarray:
         """x (N, C, H, W) → zero-padded flat rows (C, total)."""
         flat = np.zeros((self.C, self.total), dtype=dtype)
-        self._images(flat)[...] = x.transpose(1, 0, 2, 3)
+        for n0, m in self.chunks:
+            self._images(flat, n0, m)[...] = x[n0:n0 + m].transpose(1, 2, 0, 3)
         return flat
 
     def unflatten(self, flat: np.ndarray) -> np.ndarray:
         """Flat rows (C, total) → (N, C, H, W) (a copy)."""
-        return np.ascontiguousarray(self._images(flat).transpose(1, 0, 2, 3))
+        x = np.empty((self.N, self.C, self.H, self.W), dtype=flat.dtype)
+        for n0, m in self.chunks:
+            x[n0:n0 + m].transpose(1, 2, 0, 3)[...] = self._images(flat, n0, m)
+        return x
+
+    def outputs(self, z: np.ndarray, m: int) -> np.ndarray:
+        """The (F, H_out, m, W_out) output positions among the m·P positions of a chunk (a view of z)."""
+        return z.reshape(-1, self.Ho, self.sh, m, self.R // self.sw)[:, :, 0, :, :self.Wo]
 
     def columns(self, xf: np.ndarray, n0: int, m: int, out: np.ndarray) -> np.ndarray:
-        """im2col of images n0 … n0+m−1: cols[(f, i, j), (n, q)] = xf[f, (n0+n)·L + i·R + j + s_w·q],
-        q < P, as a (K, m·P) matrix written into the buffer ``out``."""
-        rows = xf[:, n0 * self.L:]
+        """im2col of the chunk n0 … n0+m−1: cols[(f, i, j), q] = xf[f, start + i·m·R + j + s_w·q],
+        q < m·P, as a (K, m·P) matrix written into the buffer ``out``."""
         e = xf.itemsize
-        view = as_strided(rows, (self.C, self.kh, self.kw, m, self.P),
-                          (xf.strides[0], self.R * e, e, self.L * e, self.sw * e), writeable=False)
-        cols = out[:self.K * m * self.P].reshape(self.C, self.kh, self.kw, m, self.P)
+        view = as_strided(xf[:, n0 * self.rows * self.R:], (self.C, self.kh, self.kw, m * self.P),
+                          (xf.strides[0], m * self.R * e, e, self.sw * e), writeable=False)
+        cols = out[:self.K * m * self.P].reshape(self.C, self.kh, self.kw, m * self.P)
         np.copyto(cols, view)
         return cols.reshape(self.K, m * self.P)
 
     def shifted(self, flat: np.ndarray, n0: int, m: int, i: int, j: int) -> np.ndarray:
-        """The slice flat[:, (n0+n)·L + i·R + j + s_w·q] for n < m, q < Q, as (rows, m·Q): what
-        kernel offset (i, j) touches at every backward position of images n0 … n0+m−1 (a view)."""
-        start = n0 * self.L + i * self.R + j
-        return flat[:, start:start + self.sw * m * self.Q:self.sw]
+        """The slice flat[:, start + i·m·R + j + s_w·q], q < m·P, of the chunk n0 … n0+m−1: what
+        kernel offset (i, j) touches at every position (a view, (rows, m·P))."""
+        start = n0 * self.rows * self.R + i * m * self.R + j
+        return flat[:, start:start + self.sw * m * self.P:self.sw]
 
 
 def conv2d_forward_fast(x, w, b=None, stride=1, padding=0):
@@ -313,12 +321,10 @@ def conv2d_forward_fast(x, w, b=None, stride=1, padding=0):
     out = np.empty((g.N, g.F, g.Ho, g.Wo), dtype=dtype)
     cols_buffer = np.empty(g.K * g.chunk * g.P, dtype=dtype)
     z_buffer = np.empty(g.F * g.chunk * g.P, dtype=dtype)
-    for n0 in range(0, g.N, g.chunk):
-        m = min(g.chunk, g.N - n0)
+    for n0, m in g.chunks:
         cols = g.columns(xf, n0, m, cols_buffer)                          # (K, m·P)
         z = np.matmul(w_mat, cols, out=z_buffer[:g.F * m * g.P].reshape(g.F, m * g.P))
-        z = z.reshape(g.F, m, g.Ho, g.M)[:, :, :, :g.Wo]                   # drop the extra positions
-        np.add(z, bias, out=out[n0:n0 + m].transpose(1, 0, 2, 3))          # z + b, stored as NCHW
+        np.add(g.outputs(z, m), bias, out=out[n0:n0 + m].transpose(1, 2, 0, 3))  # z + b, as NCHW
     return out, (xf, w_mat, w.shape, b is not None, g)
 
 
@@ -347,22 +353,20 @@ def conv2d_backward_fast(dout, cache):
     w_t = w_mat.reshape(w_shape).transpose(2, 3, 1, 0).astype(dtype)   # W[:, :, i, j]ᵀ = w_t[i, j]
     dxf = np.zeros((g.C, g.total), dtype=dtype)
     dw_t = np.zeros((g.kh, g.kw, g.C, g.F), dtype=dtype)                # ∂L/∂W[:, :, i, j]ᵀ
-    m_most = g.chunk_back
-    delta = np.zeros((g.F, m_most, g.Q), dtype=dtype)                   # δ, zero at the extra positions
-    a_buffer = np.empty((g.C, m_most * g.Q), dtype=dtype)               # a_ij made contiguous (s_w > 1)
-    da_buffer = np.empty((g.C, m_most * g.Q), dtype=dtype)
+    delta = np.zeros((g.F, g.chunk * g.P), dtype=dtype)                 # δ, zero at the extra positions
+    a_buffer = np.empty((g.C, g.chunk * g.P), dtype=dtype)              # a_ij made contiguous (s_w > 1)
+    da_buffer = np.empty((g.C, g.chunk * g.P), dtype=dtype)
     dw_ij = np.empty((g.C, g.F), dtype=dtype)
-    for n0 in range(0, g.N, m_most):
-        m = min(m_most, g.N - n0)
-        d = delta[:, :m]
-        d[:, :, :g.P].reshape(g.F, m, g.Ho, g.M)[:, :, :, :g.Wo] = dout[n0:n0 + m].transpose(1, 0, 2, 3)
-        d = d.reshape(g.F, m * g.Q)
-        da = da_buffer[:, :m * g.Q]
+    for n0, m in g.chunks:
+        d, da = delta[:, :m * g.P], da_buffer[:, :m * g.P]
+        if m < g.chunk:                                 # the last, shorter chunk: outputs elsewhere
+            d[...] = 0
+        g.outputs(d, m)[...] = dout[n0:n0 + m].transpose(1, 2, 0, 3)
         for i in range(g.kh):
             for j in range(g.kw):
                 a_ij = g.shifted(xf, n0, m, i, j)
                 if g.sw > 1:                    # a strided slice: copy it so the product runs in BLAS
-                    a_ij = a_buffer[:, :m * g.Q]
+                    a_ij = a_buffer[:, :m * g.P]
                     np.copyto(a_ij, g.shifted(xf, n0, m, i, j))
                 dw_t[i, j] += np.matmul(a_ij, d.T, out=dw_ij)           # a_ij δᵀ
                 da_ij = g.shifted(dxf, n0, m, i, j)                     # a view into ∂L/∂a
