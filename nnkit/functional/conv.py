@@ -2,9 +2,10 @@
 
 * ``*_naive``: the loops of the lecture equations, one output position at a time. Slow, but
   they read like the notes, and the tests use them as an oracle for the fast versions.
-* ``*_fast``: the same numbers from whole-array numpy (im2col + one matrix product per chunk of
-  the batch, strided views for pooling). These are what ``nk.Conv2d`` and ``nk.MaxPool2d`` use
-  by default; they keep float32 in float32.
+* ``*_fast``: the same numbers from whole-array numpy (forward: im2col + one matrix product per
+  chunk of the batch; backward: one matrix product per kernel offset; strided views for
+  pooling). These are what ``nk.Conv2d`` and ``nk.MaxPool2d`` use by default; they keep float32
+  in float32.
 
 Every function follows the CS231n convention: ``forward(...)`` returns ``(out, cache)``, and
 ``backward(dout, cache)`` takes the upstream gradient ∂L/∂out and returns the gradient of every
