@@ -44,11 +44,15 @@ def torch_reference(layer, x, dout):
     return [a.detach().numpy() for a in (out, xt.grad, wt.grad, bt.grad)]
 
 
-@pytest.mark.parametrize("examples_per_chunk,batch", [(1, 3), (2, 5), (3, 6), (None, 4)])
+@pytest.mark.parametrize("examples_per_chunk,batch,block", [(1, 3, None), (2, 5, None), (3, 6, None), (None, 4, None),
+                                                             (1, 2, 7), (1, 3, 50)])
 @pytest.mark.parametrize("kernel,stride,padding,hw", GEOMETRIES)
-def test_backward_in_chunks_matches_naive_and_pytorch(monkeypatch, examples_per_chunk, batch, kernel, stride,
+def test_backward_in_chunks_matches_naive_and_pytorch(monkeypatch, examples_per_chunk, batch, block, kernel, stride,
                                                       padding, hw):
-    """Chunks of 1, 2 (5 = 2 + 2 + 1: a shorter last chunk), 3 examples or the whole batch."""
+    """Chunks of 1, 2 (5 = 2 + 2 + 1: a shorter last chunk), 3 examples or the whole batch; and
+    the backward's products over blocks of 7 or 50 positions, which cut images and chunks."""
+    if block is not None:                              # the smallest budget: blocks of _MIN_BLOCK positions
+        monkeypatch.setattr(C, "_MIN_BLOCK", block)
     fast = nk.Conv2d(3, 4, kernel, stride, padding, impl="fast", rng=1)
     naive = nk.Conv2d(3, 4, kernel, stride, padding, impl="naive", rng=1)
     rng = np.random.default_rng(0)
@@ -57,11 +61,15 @@ def test_backward_in_chunks_matches_naive_and_pytorch(monkeypatch, examples_per_
         out_hw = C._output_hw(x.shape, fast.kernel_size, fast.stride, fast.padding, "test")
         positions = C._FlatGeometry(x.shape, fast.weight.shape, fast.stride, fast.padding, out_hw, 8).P
         monkeypatch.setattr(C, "_CHUNK_BYTES", 1 << 40)
-        monkeypatch.setattr(C, "_BACKWARD_CHUNK_BYTES", examples_per_chunk * (2 * 3 + 4) * positions * 8)
+        budget = 1 if block is not None else examples_per_chunk * (2 * 3 + 4) * positions * 8
+        monkeypatch.setattr(C, "_BACKWARD_CHUNK_BYTES", budget)
     dout = rng.standard_normal(fast.forward(x).shape)
     got = forward_backward(fast, x, dout)
     expected_chunk = batch if examples_per_chunk is None else examples_per_chunk
     assert fast._cache[-1].chunk == expected_chunk          # the batch really was split (or not)
+    if block is not None:
+        g = fast._cache[-1]
+        assert g.block <= min(block, g.P)               # 7 positions: fewer than any image has
     for name, a, b, t in zip(["output", "∂L/∂x", "∂L/∂W", "∂L/∂b"], got, forward_backward(naive, x, dout),
                              torch_reference(fast, x, dout)):
         assert relative_error(a, b) <= 1e-12, f"{name}: fast != naive"

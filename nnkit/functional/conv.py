@@ -233,6 +233,7 @@ def conv2d_backward_naive(dout, cache):
 
 _CHUNK_BYTES = 4 << 20            # forward: column matrix of one chunk, about the L2/L3 cache
 _BACKWARD_CHUNK_BYTES = 512 << 10  # backward: input, δ and ∂L/∂a rows of one chunk, half an L2
+_MIN_BLOCK = 1024                  # backward: fewest positions per product (else BLAS calls cost more)
 
 
 def _chunk_size(n: int, budget: int, bytes_per_example: int) -> int:
@@ -258,6 +259,9 @@ class _FlatGeometry:
         self.chunk = min(_chunk_size(N, _CHUNK_BYTES, self.K * self.P * itemsize),
                          _chunk_size(N, _BACKWARD_CHUNK_BYTES, (2 * C + F) * self.P * itemsize))
         self.chunks = [(n0, min(self.chunk, N - n0)) for n0 in range(0, N, self.chunk)]
+        # backward: positions per product, so that large images are cut within the image too
+        most = max(_MIN_BLOCK, _BACKWARD_CHUNK_BYTES // ((2 * C + F) * itemsize))
+        self.block = _chunk_size(self.chunk * self.P, most, 1)
 
     def _images(self, flat: np.ndarray, n0: int, m: int) -> np.ndarray:
         """The (C, H, m, W) pixels of images n0 … n0+m−1 inside the flat rows (a view)."""
@@ -355,23 +359,25 @@ def conv2d_backward_fast(dout, cache):
     dxf = np.zeros((g.C, g.total), dtype=dtype)
     dw_t = np.zeros((g.kh, g.kw, g.C, g.F), dtype=dtype)                # ∂L/∂W[:, :, i, j]ᵀ
     delta = np.zeros((g.F, g.chunk * g.P), dtype=dtype)                 # δ, zero at the extra positions
-    a_buffer = np.empty((g.C, g.chunk * g.P), dtype=dtype)              # a_ij made contiguous (s_w > 1)
-    da_buffer = np.empty((g.C, g.chunk * g.P), dtype=dtype)
+    a_buffer = np.empty((g.C, g.block), dtype=dtype)                    # a_ij made contiguous (s_w > 1)
+    da_buffer = np.empty((g.C, g.block), dtype=dtype)
     dw_ij = np.empty((g.C, g.F), dtype=dtype)
     for n0, m in g.chunks:
-        d, da = delta[:, :m * g.P], da_buffer[:, :m * g.P]
+        d_chunk = delta[:, :m * g.P]
         if m < g.chunk:                                 # the last, shorter chunk: outputs elsewhere
-            d[...] = 0
-        g.outputs(d, m)[...] = dout[n0:n0 + m].transpose(1, 2, 0, 3)
-        for i in range(g.kh):
-            for j in range(g.kw):
-                a_ij = g.shifted(xf, n0, m, i, j)
-                if g.sw > 1:                    # a strided slice: copy it so the product runs in BLAS
-                    a_ij = a_buffer[:, :m * g.P]
-                    np.copyto(a_ij, g.shifted(xf, n0, m, i, j))
-                dw_t[i, j] += np.matmul(a_ij, d.T, out=dw_ij)           # a_ij δᵀ
-                da_ij = g.shifted(dxf, n0, m, i, j)                     # a view into ∂L/∂a
-                da_ij += np.matmul(w_t[i, j], d, out=da)                # += W_ijᵀ δ
+            d_chunk[...] = 0
+        g.outputs(d_chunk, m)[...] = dout[n0:n0 + m].transpose(1, 2, 0, 3)
+        for q in range(0, m * g.P, g.block):           # positions q … q + block − 1 of the chunk
+            d = d_chunk[:, q:q + g.block]
+            da = da_buffer[:, :d.shape[1]]
+            for i, j in np.ndindex(g.kh, g.kw):
+                a_ij = g.shifted(xf, n0, m, i, j)[:, q:q + g.block]
+                if g.sw > 1:                            # a strided slice: copy it so the product runs in BLAS
+                    np.copyto(a_buffer[:, :d.shape[1]], a_ij)
+                    a_ij = a_buffer[:, :d.shape[1]]
+                dw_t[i, j] += np.matmul(a_ij, d.T, out=dw_ij)                  # a_ij δᵀ
+                da_ij = g.shifted(dxf, n0, m, i, j)[:, q:q + g.block]         # a view into ∂L/∂a
+                da_ij += np.matmul(w_t[i, j], d, out=da)                       # += W_ijᵀ δ
     db = dout.sum(axis=(0, 2, 3)) if has_bias else None
     return g.unflatten(dxf), np.ascontiguousarray(dw_t.transpose(3, 2, 0, 1)), db
 
