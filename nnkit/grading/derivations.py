@@ -181,7 +181,7 @@ def check_batchnorm_forward(batchnorm_forward: Callable, *, hidden: bool = False
                   "running estimate is unbiased"),
         ]
         probes_run = [
-            Probe(RUNNING_UPDATED_IN_EVAL, lambda: not training and (
+            Probe(RUNNING_UPDATED_IN_EVAL, lambda: not training and _part(fn, args, 1, 3) is not None and (
                 not close(_part(fn, args, 1, 3), rm) or not close(_part(fn, args, 2, 3), rv)),
                 "in evaluation mode the running statistics are used, never updated: return them unchanged"),
             Probe(MOMENTUM_REVERSED, lambda: training and (like(1, reversed_momentum=True)()
