@@ -246,7 +246,7 @@ class Hearing:
 
 @contextlib.contextmanager
 def _without_torch():
-    from nnkit.grading.core import WITHOUT_TORCH  # noqa: PLC0415
+    from nnkit.grading.core import WITHOUT_TORCH
 
     token = WITHOUT_TORCH.set(True)
     try:

@@ -62,7 +62,7 @@ class _Unpickler(pickle.Unpickler):
     """Reads the judge's arguments; ("h", n) is a handle of this kernel, ("m", n) an object the
     judge sent earlier in this conversation (the same copy again: identity across calls)."""
 
-    def __init__(self, data: bytes, server: "_Server"):
+    def __init__(self, data: bytes, server: _Server):
         super().__init__(io.BytesIO(data))
         self.server = server
         self.tables = {"h": server.objects, "m": server.mirrors}
@@ -326,7 +326,7 @@ class _Answer(wire.Encoder):
         home = getattr(type(x), "__module__", "") or ""
         if not home.startswith("nnkit.") or home.startswith(self._NNKIT_SKIP) or "." in type(x).__qualname__:
             return None
-        from nnkit.module import Module, Parameter  # noqa: PLC0415
+        from nnkit.module import Module, Parameter
 
         if not isinstance(x, (Module, Parameter)):
             return None

@@ -77,7 +77,7 @@ class _Pickler(_BasePickler):
     """Remotes go as their handle, objects already sent in this conversation as their number,
     ``Here`` functions as a callback number."""
 
-    def __init__(self, file, conversation: "Conversation"):
+    def __init__(self, file, conversation: Conversation):
         super().__init__(file, protocol=5)
         self.sent, self.callbacks = conversation._sent, conversation._callbacks
 
@@ -236,7 +236,7 @@ def _nnkit_name(dotted: str):
 
 
 class _AnswerDecoder(wire.Decoder):
-    def __init__(self, conversation: "Conversation"):
+    def __init__(self, conversation: Conversation):
         self.conversation = conversation
 
     def handle(self, h: wire.Handle):
@@ -248,7 +248,7 @@ class _AnswerDecoder(wire.Decoder):
         return self.conversation._objects[number]
 
     def new_nnkit(self, class_name: str):
-        from nnkit.module import Module, Parameter  # noqa: PLC0415
+        from nnkit.module import Module, Parameter
 
         cls = _nnkit_name(class_name)
         if not (isinstance(cls, type) and issubclass(cls, (Module, Parameter))):
