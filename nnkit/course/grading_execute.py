@@ -219,7 +219,7 @@ class GradingExecute(Execute):
         if verdict.delegated:
             self._event("delegation", name, test=True, detail=verdict.delegated)
         if verdict.remark:
-            self._event("judge", name, test=True, detail=verdict.remark)
+            self._event("judge", name, test=True, passed=verdict.passed, detail=verdict.remark)
 
     def _not_run(self, start: int, why: str) -> None:
         for index in range(start, len(self.nb.cells)):

@@ -91,9 +91,10 @@ def summary(run: GradeRun) -> str:
                 f"{e['cell']}: {', '.join(e.get('detail', [])[:2])}" for e in kinds["delegation"]))
         if "judge_unavailable" in kinds:
             notes.append("the kernel never connected to the grader: its tests score 0")
-        if "judge" in kinds:
+        unjudged = [e for e in kinds.get("judge", []) if not e.get("passed")]
+        if unjudged:
             notes.append("tests the grader could not judge: " + ", ".join(
-                f"{e['cell']} ({e.get('detail')})" for e in kinds["judge"][:3]))
+                f"{e['cell']} ({e.get('detail')})" for e in unjudged[:3]))
         if r.get("changes"):
             notes.append("course cells put back: " + "; ".join(r["changes"][:4]))
         if r.get("dropped"):
