@@ -259,7 +259,7 @@ def small_course(tmp_path_factory):
     report = course.grade(assignment)
     TIMINGS["nnkit grade (small course, 4 submissions)"] = time.perf_counter() - start
     for student, record in report["students"].items():
-        assert record["status"] == "graded", f"grading {student} failed: {record.get('error')}"
+        assert record["status"].startswith("graded"), f"grading {student} failed: {record.get('error')}"
     return course, assignment, qid
 
 

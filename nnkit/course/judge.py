@@ -298,12 +298,14 @@ def _execute(source: str, namespace: dict, question: str, deadline: float, *, qu
 
 
 def _channel_verdict(error: BaseException, deadline: float, printed: str = "") -> Verdict:
+    if isinstance(error, wire.Cancelled) and time.monotonic() >= deadline:  # the answer's own time
+        return Verdict(False, printed, ename="TimeoutError",
+                       message="this test did not finish within its time limit (the answer is too slow or never "
+                               "returns)")
     if isinstance(error, wire.Cancelled):
-        message = "this test did not finish within its time limit (the answer is too slow or never returns)"
-        if time.monotonic() < deadline:
-            message = ("this test was not run: the kernel ended the test cell without answering the grader "
-                       "(the submission changed how the kernel runs cells, or the kernel stopped)")
-        return Verdict(False, printed, message=message, ename="TimeoutError", remark="cancelled")
+        return Verdict(False, printed, ename="JudgeError", remark="the test cell ended without an answer",
+                       message="this test was not run: the kernel ended the test cell without answering the grader "
+                               "(the submission changed how the kernel runs cells, or the kernel stopped)")
     if isinstance(error, wire.ChannelClosed):
         return Verdict(False, printed, ename="KernelDied", remark="channel closed",
                        message="this test could not be judged: the kernel stopped answering the grader")

@@ -93,6 +93,7 @@ class _Server:
         self.snapshots: dict[int, object] = {}   # their state after the last request
         self.mirror_ids: dict[int, int] = {}
         self.in_child = False
+        self.fork_tag = None                     # in a throw-away child: the number of its fork request
 
     # -- handles ----------------------------------------------------------------------------------
     def handle_for(self, obj) -> wire.Handle:
@@ -127,6 +128,8 @@ class _Server:
             return None
         if not isinstance(request, dict) or request.get("session") != self.session:
             return None  # left over from an earlier test cell
+        if request.get("fork") != self.fork_tag:
+            return None  # meant for a throw-away child that has ended (or for its parent)
         return request
 
     def reply(self, request: dict, value=None, *, error: BaseException | None = None, changes=()) -> None:
@@ -250,7 +253,7 @@ class _Server:
                 from . import blocking
 
                 blocking.apply(args["forbid"], args["allow"], self.ns)
-                self.in_child = True
+                self.in_child, self.fork_tag = True, request.get("id")
                 self.loop()
             except BaseException:  # noqa: BLE001
                 code = 1

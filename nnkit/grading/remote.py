@@ -119,7 +119,8 @@ class Conversation:
             raise ForkEnded("the throw-away kernel has ended")
         payload, mirror = self._dump(args)
         number = next(self._ids)
-        envelope = {"session": self.session, "id": number, "op": op, "payload": payload, "mirror": mirror}
+        envelope = {"session": self.session, "id": number, "op": op, "payload": payload, "mirror": mirror,
+                    "fork": self.fork_id}
         wire.send_frame(self.sock, pickle.dumps(envelope, protocol=5))
         answer = self._answer(number)
         if "blocked" in answer and isinstance(answer["blocked"], list):
