@@ -54,11 +54,18 @@ def test_bad_sizes_are_usage_errors(bad):
         cli.parse_size(bad)
 
 
-def test_shards():
-    assert cli.parse_shard("2/3") == (2, 3)
-    for bad in ("0/3", "4/3", "1-3", "a/b"):
-        with pytest.raises(Exception, match="not a shard"):
-            cli.parse_shard(bad)
+def test_shard_is_retired_and_jobs_exclude_a_scheduler(capsys):
+    """--shard K/N gave way to --scheduler (docs/grading.md says why): a usage error naming both
+    replacements; on a cluster the Dask workers, not --jobs, set the parallelism."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(["grade", PS1, "--shard", "1/2"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--shard was retired" in err and "--scheduler" in err and "--student" in err
+    assert "--shard" not in cli.build_parser().format_help()
+    with pytest.raises(SystemExit) as e:
+        cli.main(["grade", PS1, "--scheduler", "tcp://127.0.0.1:8786", "--jobs", "2"])
+    assert e.value.code == 2 and "exclude each other" in capsys.readouterr().err
 
 
 def test_usage_errors_exit_2_and_an_unknown_course_exits_1(tmp_path):
