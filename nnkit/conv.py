@@ -1,7 +1,7 @@
 """Convolutional layers: ``Conv2d`` and ``MaxPool2d`` on NCHW batches, PyTorch's semantics.
 
 Each layer's forward and backward call one of two implementations in
-``nnkit.functional.conv``: ``impl="fast"`` (default; im2col + matrix products, strided views)
+``nnkit.functional.conv``: ``impl="fast"`` (default; matrix products on strided views)
 or ``impl="naive"`` (the lecture equations as loops, for reading and checking). Both give
 the same numbers; the tests check them against each other and against PyTorch.
 """

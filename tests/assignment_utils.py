@@ -1,17 +1,16 @@
 """Helpers for the grading-pipeline tests: a course copy in a temporary folder, planted
-submissions, autograding through nbgrader itself, scores read back from the gradebook.
+submissions, grading through ``nnkit grade`` (what instructors run), scores read back from
+the gradebook.
 
-Nothing here re-implements nbgrader: generating the release, autograding and exporting are
-nbgrader's own ``NbGraderAPI`` and command line, run on a copy of this repository's course
-(``nbgrader_config.py`` + ``solutions/``).
+Nothing here re-implements nbgrader or the grader: generating the release is nbgrader's own
+``NbGraderAPI``; grading is the ``nnkit grade`` command, run in a copy of this repository's
+course (``nbgrader_config.py`` + ``solutions/``).
 
 Command line (from the repository root)::
 
     python tests/assignment_utils.py release [ASSIGNMENT ...]
         regenerate assignments/<name>/ from solutions/<name>/ (in a temporary course, so the
         repository's own gradebook is not touched); all assignments when none is named
-    python tests/assignment_utils.py autograde COURSE_ROOT ASSIGNMENT [ASSIGNMENT ...]
-        autograde every submission of the named assignments in a course (one process)
 """
 from __future__ import annotations
 
@@ -24,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -227,59 +225,38 @@ class Course:
         sub = self.root / "submitted"
         return sorted(p.name for p in sub.iterdir() if (p / assignment).is_dir()) if sub.is_dir() else []
 
-    def autograde(self, assignment: str, students: list[str] | None = None) -> dict[str, dict]:
-        """Autograde in this process through NbGraderAPI; {student: api result}."""
-        api = self.api()
-        results = {}
-        for student in students or self.students(assignment):
-            results[student] = api.autograde(assignment, student, force=True, create=True)
-        return results
+    def grade(self, assignment: str, *, jobs: int = 2, students: list[str] | None = None,
+              timeout: float = 3600) -> dict:
+        """Grade ``assignment`` the way an instructor does: ``nnkit grade`` in the course folder.
 
-    def autograde_parallel(self, jobs: int = 2, timeout: float = 1800) -> dict[str, float]:
-        """Autograde every submission of every assignment, split over ``jobs`` course copies.
-
-        Each copy (a "shard") has its own gradebook, because SQLite does not take concurrent
-        writers, and is graded by one process running NbGraderAPI; ``scores`` and
-        ``autograded`` then read from the shards. Returns the seconds each shard took.
+        Returns the JSON report (``--report``); raises with the command's output if it failed.
         """
-        pairs = [(a, s) for a in self.assignments for s in self.students(a)]
-        jobs = max(1, min(jobs, len(pairs)))
-        shards = [pairs[i::jobs] for i in range(jobs)]
-        self.shards = []
-        for k, shard in enumerate(shards):
-            shard_root = self.root.parent / f"{self.root.name}-shard{k}"
-            if shard_root.exists():
-                shutil.rmtree(shard_root)
-            shard_root.mkdir()
-            for item in ("nbgrader_config.py", "gradebook.db"):
-                shutil.copy(self.root / item, shard_root / item)
-            for sub in ("solutions", "assignments"):
-                shutil.copytree(self.root / sub, shard_root / sub)
-            for assignment, student in shard:
-                shutil.copytree(self.root / "submitted" / student / assignment,
-                                shard_root / "submitted" / student / assignment)
-            self.shards.append(shard_root)
+        report = self.root / f"grade-{assignment}.json"
+        command = [sys.executable, "-m", "nnkit.course", "grade", assignment, "--jobs", str(jobs),
+                   "--no-progress", "--report", str(report)]
+        for student in students or ():
+            command += ["--student", student]
+        env = {**os.environ, "PYTHONWARNINGS": "ignore", "MPLBACKEND": "Agg"}
+        env.pop("NNKIT_GRADEBOOK_URL", None)
+        proc = subprocess.run(command, cwd=self.root, env=env, capture_output=True, text=True, timeout=timeout)
+        (self.root / f"grade-{assignment}.log").write_text(proc.stdout + proc.stderr)
+        if not report.is_file():
+            raise RuntimeError(f"nnkit grade {assignment} failed (rc {proc.returncode}):\n"
+                               f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        return json.loads(report.read_text())
 
-        def run(shard_root: Path) -> float:
+    def grade_all(self, jobs: int = 2) -> dict[str, float]:
+        """Grade every assignment with ``nnkit grade --jobs``; the seconds each one took."""
+        seconds = {}
+        for assignment in self.assignments:
             start = time.perf_counter()
-            env = {**os.environ, "PYTHONWARNINGS": "ignore", "MPLBACKEND": "Agg"}
-            env.pop("NNKIT_GRADEBOOK_URL", None)
-            proc = subprocess.run(
-                [sys.executable, str(Path(__file__).resolve()), "autograde", str(shard_root), *self.assignments],
-                cwd=shard_root, env=env, capture_output=True, text=True, timeout=timeout)
-            (shard_root / "autograde.log").write_text(proc.stdout + proc.stderr)
-            if proc.returncode != 0:
-                raise RuntimeError(f"autograding {shard_root.name} failed (rc {proc.returncode}):\n"
-                                   f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-            return time.perf_counter() - start
-
-        with ThreadPoolExecutor(jobs) as pool:
-            seconds = list(pool.map(run, self.shards))
-        return {s.name: t for s, t in zip(self.shards, seconds)}
+            self.grade(assignment, jobs=jobs)
+            seconds[assignment] = time.perf_counter() - start
+        return seconds
 
     # --- results ----------------------------------------------------------------------------
     def _roots(self) -> list[Path]:
-        return getattr(self, "shards", None) or [self.root]
+        return [self.root]
 
     def scores(self, assignment: str) -> dict[str, dict[str, tuple[float, float]]]:
         """{student: {grade_id: (score, max_score)}} for the autograded (code) cells."""
@@ -319,34 +296,6 @@ class Course:
 
 
 # --- command line --------------------------------------------------------------------------------
-_KERNEL_START_FAILED = "Kernel died before replying to kernel_info"
-
-
-def _autograde_main(course_root: str, assignments: list[str]) -> int:
-    """Autograde every submission of ``assignments`` in one process; print a JSON summary."""
-    root = Path(course_root).resolve()
-    api = api_for(root)
-    failures = []
-    for assignment in assignments:
-        for student in Course.students_in(root, assignment):
-            # planted-bug students ("mut-…") are graded without the PyTorch comparisons (seconds of
-            # import per notebook); the kernel inherits this environment when it starts
-            os.environ["NNKIT_GRADING_TORCH"] = "0" if student.startswith(MUTANT_PREFIX) else "1"
-            result = api.autograde(assignment, student, force=True, create=True)
-            for _ in range(2):
-                # A kernel that died while starting (before any cell ran: on a busy machine, or two
-                # kernels racing for the same free TCP port) says nothing about the submission:
-                # grade it again. Any failure after the kernel started is kept as it is.
-                if result["success"] or _KERNEL_START_FAILED not in (result.get("log") or ""):
-                    break
-                result = api.autograde(assignment, student, force=True, create=True)
-            if not result["success"]:
-                failures.append({"assignment": assignment, "student": student,
-                                 "error": (result.get("error") or "")[-2000:], "log": (result.get("log") or "")[-2000:]})
-    print(json.dumps({"failures": failures}))
-    return 1 if failures else 0
-
-
 def _release_main(names: list[str]) -> int:
     """Regenerate assignments/<name>/ for each name in a temporary course and copy it back."""
     names = names or assignment_names()
@@ -364,7 +313,5 @@ def _release_main(names: list[str]) -> int:
 if __name__ == "__main__":
     if len(sys.argv) >= 2 and sys.argv[1] == "release":
         sys.exit(_release_main(sys.argv[2:]))
-    if len(sys.argv) >= 4 and sys.argv[1] == "autograde":
-        sys.exit(_autograde_main(sys.argv[2], sys.argv[3:]))
     print(__doc__)
     sys.exit(2)

@@ -1,13 +1,11 @@
-"""The grading pipeline, end to end, through nbgrader itself, for every assignment in solutions/.
+"""The grading pipeline, end to end, through ``nnkit grade``, for every assignment in solutions/.
 
 Every assignment found in ``solutions/`` and every table in ``tests/mutations/`` takes part;
 a new problem set plugs in by adding its files. One course copy is generated; all
 submissions (the solution, the untouched release, one student per planted bug, tampered
-notebooks) are autograded together, split over two processes, and the tests read the scores
-from nbgrader's gradebook and the messages from the autograded notebooks. The planted-bug
-submissions are graded with ``NNKIT_GRADING_TORCH=0`` (no PyTorch import, seconds saved per
-notebook): the nnkit checks must catch every planted bug on their own, while the solution
-submissions prove that the PyTorch comparisons pass.
+notebooks) are graded with ``nnkit grade --jobs N`` — the instructors' command: sandboxed
+kernels, the checks judged in the grader — and the tests read the scores from nbgrader's
+gradebook and the messages from the autograded notebooks.
 
 What is proved:
 - the committed release (assignments/) is what ``generate_assignment`` makes of solutions/;
@@ -33,7 +31,6 @@ import pytest
 
 from assignment_utils import (
     HIDDEN_BEGIN,
-    MUTANT_PREFIX,
     SOLUTION_BEGIN,
     Course,
     answered,
@@ -46,6 +43,7 @@ from assignment_utils import (
     nbgrader_meta,
     output_text,
     plant,
+    MUTANT_PREFIX,
     questions,
     release_path,
     source_path,
@@ -143,13 +141,13 @@ def graded(course):
         course.submit(assignment, "tamper-edit", plant(wrong, f"test_{first}", "assert True"))
         course.submit(assignment, "tamper-delete", delete_cell(wrong, f"test_{first}"))
     start = time.perf_counter()
-    shard_seconds = course.autograde_parallel(jobs=JOBS)
-    TIMINGS["autograde (all submissions)"] = time.perf_counter() - start
+    seconds = course.grade_all(jobs=JOBS)
+    TIMINGS["nnkit grade (all submissions)"] = time.perf_counter() - start
     n = sum(len(course.students(a)) for a in ASSIGNMENTS)
     TIMINGS["submissions"] = n
-    for name, seconds in shard_seconds.items():
-        TIMINGS[f"  {name}"] = seconds
-    print(f"\nautograded {n} submissions in {TIMINGS['autograde (all submissions)']:.1f} s with {JOBS} processes")
+    for name, took in seconds.items():
+        TIMINGS[f"  {name}"] = took
+    print(f"\ngraded {n} submissions in {TIMINGS['nnkit grade (all submissions)']:.1f} s with {JOBS} jobs")
     return {assignment: course.scores(assignment) for assignment in ASSIGNMENTS}
 
 
@@ -258,10 +256,10 @@ def small_course(tmp_path_factory):
     _bug, source, _phrase = MUTATIONS[assignment][first][0]
     course.submit(assignment, "dave", plant(perfect, first, source))
     start = time.perf_counter()
-    results = course.autograde(assignment)
-    TIMINGS["autograde (small course, 3 submissions)"] = time.perf_counter() - start
-    for student, result in results.items():
-        assert result["success"], f"autograding {student} failed: {result.get('error')}\n{result.get('log')}"
+    report = course.grade(assignment)
+    TIMINGS["nnkit grade (small course, 4 submissions)"] = time.perf_counter() - start
+    for student, record in report["students"].items():
+        assert record["status"] == "graded", f"grading {student} failed: {record.get('error')}"
     return course, assignment, qid
 
 

@@ -173,9 +173,9 @@ def _moved_test_before_answer(good):
 
 #: submissions that rearrange the course's cells: {student: (notebook from the honest one, points)}
 STRUCTURE_ATTACKS = {
-    # its own GC runs between the setup cell and the first test: that test ran while a name the
-    # course bound was replaced, so it scores 0 (the guard), as does the wrong square
-    "moved_setup": (_moved_setup, {**F.POINTS, "test_double": 0.0, "test_square": 0.0}),
+    # its own GC runs before the setup cell: the judge uses the course's imports, not the
+    # kernel's names, so only the wrong square loses its points
+    "moved_setup": (_moved_setup, {**F.POINTS, "test_square": 0.0}),
     "deleted_setup": (_deleted_setup, {**F.POINTS, "test_square": 0.0}),
     "duplicated_test": (_duplicated_test, {**F.POINTS, "test_add": 0.0}),
     "fake_graded_cell": (_fake_graded_cell, dict(F.POINTS)),
@@ -323,7 +323,7 @@ def graded(tmp_path_factory):
     report = base / "report.json"
     cmd = [sys.executable, "-m", "nnkit.course", "--course", str(root), "grade", F.TINY, "--jobs", "2",
            "--timeout", "10", "--memory", "1G", "--processes", "64", "--uid-base", str(UID_BASE),
-           "--guard-preload", "numpy,nnkit,nnkit.grading,nnkit.grading.*", "--report", str(report),
+           "--report", str(report),
            "--no-progress"]
     env = {**os.environ, "NNKIT_TEST_SECRET": "the grader's secret"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, env=env)
@@ -460,27 +460,45 @@ def test_a_flood_of_output_is_truncated(graded):
     assert "output truncated by the grader" in graded["outputs"]("flood")["double"]
 
 
-@pytest.mark.parametrize("student, cell, replaced", [
-    ("patch_numpy", "test_double", "numpy.allclose was replaced"),
-    ("patch_grading", "test_square", "nnkit.grading.core.check_array was replaced"),
-    ("patch_code", "test_square", "the code of nnkit.grading.core.check_array was replaced"),
-    ("hide_errors", "test_add", "showtraceback was overridden"),
+@pytest.mark.parametrize("student, cell, says", [
+    ("patch_numpy", "test_double", "AssertionError"),          # numpy.allclose replaced in the kernel
+    ("patch_grading", "test_square", "wrong values"),           # the kernel's check_array replaced
+    ("patch_code", "test_square", "wrong values"),              # ... or its code swapped in place
+    ("hide_errors", "test_add", "AssertionError"),              # IPython told not to show failures
+    ("frame_reader", "test_square", "wrong values"),            # the expected array looked up the stack
+    ("imitates_pass", "test_double", "AssertionError"),         # prints what a pass prints
+    ("forged_answers", "test_add", "AssertionError"),           # every call answered with 5
+    ("transformer", "test_add", "was not run"),                 # every later cell rewritten into a pass
+    ("fake_server", "test_add", "was not run"),                 # the kernel's side of the judge replaced
+    ("garbage_channel", "test_add", "unreadable"),              # garbage written into the channel
 ])
-def test_monkey_patching_the_checks_earns_nothing(graded, student, cell, replaced):
-    [ev] = [e for e in _events(graded, student, "tamper") if e["cell"] == cell]
-    assert any(replaced in d for d in ev["detail"])
-    assert "IntegrityError" in graded["outputs"](student)[cell]
-    assert "INTEGRITY" in graded["proc"].stdout and student in graded["proc"].stdout
-    # the originals were put back: the student's other answers are graded normally
-    others = {c: g[0] for c, g in graded["scores"][student]["grades"].items() if c != cell}
-    assert others == {c: p for c, p in F.POINTS.items() if c != cell}
+def test_tricks_inside_the_kernel_earn_nothing(graded, student, cell, says):
+    """The judge decides in the grader's process: what the kernel patches, prints or forges
+    changes nothing but the answers it returns (the exact points are checked above)."""
+    assert graded["scores"][student]["grades"][cell][0] == 0
+    assert says in graded["outputs"](student)[cell], graded["outputs"](student)[cell]
+
+
+def test_the_expected_values_never_enter_the_kernel(graded):
+    # its square is right unless an array equal to the expected one is in the kernel's memory
+    assert graded["scores"]["memory_reader"]["grades"]["test_square"][0] == F.POINTS["test_square"]
+    assert "HOSTILE memory" not in "".join(graded["outputs"]("memory_reader").values())
+
+
+@pytest.mark.parametrize("student", ["fake_server", "garbage_channel", "transformer"])
+def test_an_unjudged_test_is_named_for_the_instructor(graded, student):
+    assert [e for e in _events(graded, student, "judge") if e["cell"] == "test_add"]
+    attention = graded["proc"].stdout.split("submissions that need attention:")[-1]
+    block = re.search(rf"^  {student} (.*\n)(  {' ' * len(student)}.*\n)*", attention + "\n", re.M)
+    assert block and "could not judge" in block.group(0), attention
 
 
 def test_honest_submissions_are_not_flagged(graded):
     attention = graded["proc"].stdout.split("submissions that need attention:")[-1]
     for student in ("honest", "blank", "loop", "sys_exit", "honest_helper", *F.HONEST):
-        assert not _events(graded, student, "tamper"), student
-        assert not _events(graded, student, "guard_unavailable"), student
+        assert not _events(graded, student, "delegation"), student
+        assert not _events(graded, student, "judge"), student
+        assert not _events(graded, student, "judge_unavailable"), student
     for student in ("honest", "honest_helper", *F.HONEST):
         assert not re.search(rf"^  {student} ", attention, re.M), student
     assert graded["report"]["students"]["honest"]["review"] == []

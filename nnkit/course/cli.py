@@ -99,10 +99,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output characters kept per cell (default 200000)")
     g.add_argument("--no-sandbox", action="store_true", help="run kernels as the grader, without limits")
     g.add_argument("--allow-network", action="store_true", help="let kernels use the network")
-    g.add_argument("--no-guard", action="store_true", help="skip the integrity checks around test cells")
-    g.add_argument("--guard-preload", metavar="MODULES", type=lambda t: [m for m in t.split(",") if m],
-                   help="modules imported before the student's code so that the guard knows their originals "
-                        "(default numpy,torch,nnkit,nnkit.grading,nnkit.grading.*)")
     g.add_argument("--uid-base", type=int, default=64000, metavar="UID",
                    help="as root, kernels run as unused uids from here (default 64000)")
     g.add_argument("--report", metavar="FILE", help="also write the results as JSON")
@@ -174,8 +170,7 @@ def cmd_grade(root: Path, args) -> int:
         cell_timeout=args.timeout, notebook_timeout=args.notebook_timeout, memory=args.memory,
         worker_memory=args.worker_memory,
         cpu=args.cpu, nproc=args.processes, fsize=args.file_size, max_output_chars=args.max_output,
-        sandbox=not args.no_sandbox, network=args.allow_network, guard=not args.no_guard,
-        guard_preload=args.guard_preload,
+        sandbox=not args.no_sandbox, network=args.allow_network,
         uid_base=args.uid_base, db_url=args.db, report=args.report, progress=not args.no_progress)
     run = grade_assignment(root, opts)
     print(summary(run))

@@ -344,6 +344,74 @@ HOSTILE = {
         """, _pts(test_add=0.0)),
 }
 
+#: tricks on the checking itself, from inside the kernel: the judge decides in the grader's
+#: process, so each earns exactly what the honest parts of the submission earn
+HOSTILE.update({
+    # look up the stack for the expected array (an array of the input's shape that is not it)
+    "frame_reader": ("square", """
+        import sys
+        def square(x):
+            frame = sys._getframe(1)
+            while frame is not None:
+                for value in list(frame.f_locals.values()):
+                    if isinstance(value, np.ndarray) and value.shape == x.shape and not np.array_equal(value, x):
+                        return value
+                frame = frame.f_back
+            return x
+        """, _pts(test_square=0.0)),
+    # right, unless the expected array can be found in the kernel's memory during the check
+    "memory_reader": ("square", """
+        import gc
+        def square(x):
+            mine = x * x
+            seen = list(gc.get_objects())
+            inside = [r for o in seen if type(o) in (dict, list, tuple) for r in gc.get_referents(o)]
+            for obj in seen + inside:
+                if isinstance(obj, np.ndarray) and obj is not mine and obj.shape == mine.shape \
+                        and np.array_equal(obj, mine):
+                    print("HOSTILE memory: found the expected array")
+                    return mine + 1.0
+            return mine
+        """, _pts()),
+    # a wrong answer that prints what a passing check prints
+    "imitates_pass": ("double", """
+        def double(x):
+            print("[double] visible checks passed. More checks run when the assignment is graded.")
+            return x
+        """, _pts(test_double=0.0)),
+    # the kernel's side of the conversation replaced by one that answers nothing
+    "fake_server": ("add", """
+        import nnkit.grading.kernel_side as _ks
+        _ks.serve = lambda session: None
+        def add(a, b):
+            return a + b
+        """, _pts(test_add=0.0)),
+    # every call answered with a forged result: it helps only where the forgery is right
+    "forged_answers": ("add", """
+        import nnkit.grading.kernel_side as _ks
+        _original = _ks._Server.perform
+        def _forged(self, op, args):
+            return 5 if op == "call" else _original(self, op, args)
+        _ks._Server.perform = _forged
+        def add(a, b):
+            return a + b
+        """, _pts(test_add=0.0)),
+    # garbage written into the channel to the grader
+    "garbage_channel": ("add", """
+        import nnkit.grading.kernel_side as _ks
+        if _ks._CHANNEL is not None:
+            _ks._CHANNEL.sendall(b"\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x09not json!")
+        def add(a, b):
+            return a + b
+        """, _pts(test_add=0.0)),
+    # IPython's cell transformation rewrites every later cell into one that prints a pass
+    "transformer": ("add", """
+        def add(a, b):
+            return a - b
+        get_ipython().input_transformers_post.append(lambda lines: ['print("[add] visible checks passed")\\n'])
+        """, _pts(test_add=0.0)),
+})
+
 HOSTILE.update({
     # a stopped kernel costs only its own cell: early deaths and hangs, then a fresh kernel
     "deaf_early": ("double", """

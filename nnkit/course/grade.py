@@ -13,7 +13,7 @@ one module per job:
 * ``submission`` — reading a submission safely and putting the course's cells back in place;
 * ``sandbox`` — the kernel launcher that confines the kernel before any student code runs;
 * ``grading_execute`` — ``GradingExecute``, nbgrader's Execute hardened for untrusted notebooks;
-* ``guard`` — the in-kernel integrity guard;
+* ``judge`` — the test cells' checks, run in the worker: the kernel only runs the answers;
 * ``gradebook`` — private gradebooks and the merge;
 * ``summary`` — what the instructor reads at the end.
 """
@@ -60,8 +60,6 @@ class GradeOptions:
     worker_memory: int = 2 << 30        # the grading worker's own memory (its control group)
     sandbox: bool = True
     network: bool = False
-    guard: bool = True
-    guard_preload: list[str] | None = None   # None: guard.DEFAULT_PRELOAD
     uid_base: int = 64000
     db_url: str | None = None
     report: str | None = None

@@ -3,7 +3,10 @@
 Used for grading runs only (``Autograde.autograde_preprocessors``); imported by the grading
 workers, never by the library. Additions to nbgrader's ``Execute``:
 
-* the integrity guard before and after every test cell (``guard.py``);
+* **test cells are judged, not run, in the kernel**: the kernel serves the judge's calls
+  (``nnkit.grading.kernel_side``) while the cell's checks run in this process (``judge.py``),
+  and the judge's verdict becomes the cell's outputs; the kernel is connected to the judge
+  before any student code runs;
 * caps on what a kernel can make the grader hold in memory while a cell runs: output
   characters per cell, widget (comm) traffic per notebook, traceback length;
 * test cells score only by passing: a result value shown in a test cell (an
@@ -20,13 +23,9 @@ submission's record for the summary.
 """
 from __future__ import annotations
 
-import ast
 import contextlib
-import hashlib
-import hmac
 import json
 import os
-import secrets
 import signal
 import subprocess
 import time
@@ -35,10 +34,10 @@ from nbclient.client import NotebookClient
 from nbclient.exceptions import DeadKernelError
 from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute
-from traitlets import Bool, Integer, List, Unicode
+from traitlets import Integer, List, Unicode
 
 from . import cgroups
-from . import guard as guard_module
+from .judge import Judge
 
 
 def describe_exit(code, oom: bool = False) -> str:
@@ -73,10 +72,8 @@ class GradingExecute(Execute):
     max_restarts = Integer(
         3, help="Fresh kernels started after a kernel was stopped, per notebook."
     ).tag(config=True)
-    guard = Bool(True, help="Check numpy, nnkit and the checks before and after each test cell.").tag(config=True)
-    guard_preload = List(list(guard_module.DEFAULT_PRELOAD)).tag(config=True)
-    guard_protect = List(list(guard_module.DEFAULT_PROTECT)).tag(config=True)
-    guard_timeout = Integer(60, help="Seconds to wait for the guard's answer.").tag(config=True)
+    control_timeout = Integer(60, help="Seconds to wait for the kernel's answer to the grader's own requests.").tag(
+        config=True)
     interrupt_grace = Integer(
         10, help="Seconds a timed-out kernel has to answer after the interrupt before it is stopped."
     ).tag(config=True)
@@ -92,6 +89,7 @@ class GradingExecute(Execute):
         self._deadline = time.monotonic() + self.notebook_timeout if self.notebook_timeout else None
         self._comm_bytes, self._comm_truncated = 0, False
         self._oom_seen = cgroups.Group(0, list(self.kernel_cgroup)).oom_kills()
+        self._judge = Judge(self.nb)
         skip: set[int] = set()
         start = 0
         for attempt in range(self.max_restarts + 1):
@@ -110,6 +108,7 @@ class GradingExecute(Execute):
             else:
                 self._event("restarted", self._name(stopped), test=self._is_test(self.nb.cells[stopped]),
                             detail="a fresh kernel ran the notebook again without this cell")
+        self._judge.close()
         self.set_widgets_metadata()
         return self.nb, self.resources
 
@@ -118,14 +117,12 @@ class GradingExecute(Execute):
 
         Returns the index of the cell that stopped the kernel, or None.
         """
-        self._guard_on = False
         self._alive = True
         with self.setup_kernel(stderr=subprocess.DEVNULL):  # the kernel's log is kept in kernel.log
             info = self.wait_for_reply(self.kc.kernel_info())
             self.nb.metadata["language_info"] = info["content"]["language_info"]
             self._read_sandbox_report()
-            if self.guard:
-                self._install_guard()
+            self._connect_judge()
             for index in range(start) if replay else ():
                 if index not in skip and not self._replay_cell(index):
                     return index
@@ -139,15 +136,30 @@ class GradingExecute(Execute):
     def _replay_cell(self, index: int) -> bool:
         """Run an already graded cell again, silently, keeping its first outputs."""
         cell = self.nb.cells[index]
-        if cell.cell_type != "code" or not cell.source.strip():
-            return True
+        if cell.cell_type != "code" or not cell.source.strip() or self._is_test(cell):
+            return True  # test cells run nothing of the student's in the kernel
         reply = self._silent(cell.source, {}, timeout=self.timeout or 60)
         if reply is None:
             self._stop_kernel()
             return False
-        if self._guard_on and self._meta(cell).get("locked"):
-            self._guard_call("seal")
         return True
+
+    def _connect_judge(self) -> None:
+        """Open the judge's channel to this kernel before any student code runs."""
+        server, path, token = self._judge.listen()
+        code = f"__import__('nnkit.grading.kernel_side', fromlist=['connect']).connect({path!r}, {token!r})"
+        msg_id = self.kc.execute(code, silent=True, store_history=False, allow_stdin=False)
+        connected = self._judge.accept(server, path, token)
+        saved, self.timeout = self.timeout, self.control_timeout
+        try:
+            self.wait_for_reply(msg_id)
+        except Exception:  # noqa: BLE001 - reported below through the missing channel
+            connected = False
+        finally:
+            self.timeout = saved
+        if not connected:
+            self._judge.close()
+            self._event("judge_unavailable", None, detail="the kernel did not connect to the grader")
 
     def _read_sandbox_report(self):
         if not self.sandbox_report:
@@ -166,18 +178,25 @@ class GradingExecute(Execute):
             cell.outputs = [self._error("NotebookTimeout", f"not run: the notebook used its {self.notebook_timeout} s")]
             self._event("notebook_timeout", name, test=is_test)
             return cell, resources
-        before = self._guard_call("check") if (is_test and self._guard_on) else []
         self._out_chars, self._out_truncated = 0, False
         started = time.monotonic()
+        hearing = self._judge.start(cell, max(1.0, (self.timeout or 600) - 2)) if is_test else None
+        source = cell.source
         try:
+            if hearing is not None:
+                cell.source = hearing.serve_code
             cell, resources = super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
             why = describe_exit(self._exit_code(), oom=self._oom())
+            if hearing is not None:
+                hearing.finish(grace=0)
             cell.outputs.insert(0, self._error("KernelDied", f"the kernel stopped while running this cell ({why})"))
             self._event("kernel_died", name, test=is_test, detail=why)
             raise KernelStopped(name)
-        if is_test:
-            self._no_partial_credit(cell)
+        finally:
+            cell.source = source
+        if hearing is not None:
+            self._record_verdict(cell, name, hearing.finish(grace=1.0))
         if any(o.get("output_type") == "error" and o.get("ename") == "CellTimeoutError" for o in cell.outputs):
             self._event("timeout", name, test=is_test, seconds=round(time.monotonic() - started, 1))
             if self._silent("", {}, timeout=self.interrupt_grace) is None:
@@ -188,30 +207,19 @@ class GradingExecute(Execute):
                 raise KernelStopped(name)
         if self._out_truncated:
             self._event("output_truncated", name, test=is_test)
-        if self._guard_on:
-            self._guard_after(cell, name, is_test, before)
         return cell, resources
 
-    def _guard_after(self, cell, name: str, is_test: bool, before: list[str]) -> None:
-        if is_test:
-            found = list(dict.fromkeys(list(before) + list(self._guard_call("check"))))
-            if found:
-                msg = "this test ran while the submission had replaced what the checks use: " + "; ".join(found[:6])
-                cell.outputs.insert(0, self._error("IntegrityError", msg))
-                self._event("tamper", name, test=True, detail=found)
-        elif self._meta(cell).get("locked"):
-            found = self._guard_call("seal")
-            if found:
-                self._event("tamper", name, test=False, detail=found)
-
-    @staticmethod
-    def _no_partial_credit(cell) -> None:
-        """A value shown by a test cell is not a score: nbgrader would read an
-        ``execute_result`` as partial credit, even one shown before the cell failed."""
-        for out in cell.outputs:
-            if out.get("output_type") == "execute_result":
-                out["output_type"] = "display_data"
-                out.pop("execution_count", None)
+    def _record_verdict(self, cell, name: str, verdict) -> None:
+        """The judge's verdict is the test cell's output (whatever the kernel printed meanwhile)."""
+        timed_out = any(o.get("output_type") == "error" and o.get("ename") == "CellTimeoutError"
+                        for o in cell.outputs)
+        cell.outputs = verdict.outputs()
+        if timed_out and verdict.passed:  # cannot happen unless the kernel stalled after the verdict
+            cell.outputs.append(self._error("CellTimeoutError", "the kernel did not end this test in time"))
+        if verdict.delegated:
+            self._event("delegation", name, test=True, detail=verdict.delegated)
+        if verdict.remark:
+            self._event("judge", name, test=True, detail=verdict.remark)
 
     def _not_run(self, start: int, why: str) -> None:
         for index in range(start, len(self.nb.cells)):
@@ -265,45 +273,11 @@ class GradingExecute(Execute):
             return None
         return super().handle_comm_msg(outs, msg, cell_index)
 
-    # -- the guard ------------------------------------------------------------------------------
-    def _install_guard(self):
-        self._guard_key = secrets.token_hex(32)
-        code = (f"import nnkit.course.guard as _nnkit_guard\n"
-                f"_nnkit_guard.install({self._guard_key!r}, {list(self.guard_preload)!r}, "
-                f"{list(self.guard_protect)!r})\n"
-                f"del _nnkit_guard\n")
-        reply = self._silent(code, {})
-        if reply is None or reply["content"].get("status") != "ok":
-            why = "no answer" if reply is None else reply["content"].get("evalue", "error")
-            self._event("guard_unavailable", None, detail=why)
-            return
-        self._guard_on = True
-
-    def _guard_call(self, mode: str) -> list[str]:
-        nonce = secrets.token_hex(16)
-        expr = f"__import__('nnkit.course.guard', fromlist=['check']).check({nonce!r}, {mode!r})"
-        reply = self._silent("", {"g": expr})
-        if reply is None:  # the kernel is busy (a loop that ignores interrupts): nothing to say
-            return []
-        answer = reply["content"].get("user_expressions", {}).get("g", {})
-        try:
-            text = ast.literal_eval(answer["data"]["text/plain"])
-            body, mac = text.rsplit("\n", 1)
-            expected = hmac.new(self._guard_key.encode(), (nonce + body).encode(), hashlib.sha256).hexdigest()
-            data = json.loads(body)
-            if not hmac.compare_digest(mac, expected) or data.get("nonce") != nonce:
-                return ["the integrity check's answer was forged"]
-            return list(data.get("violations", []))
-        except Exception:
-            if self._alive and reply["content"].get("status") == "ok":
-                return ["the integrity check could not run (its answer was removed or changed)"]
-            return []
-
     def _silent(self, code: str, user_expressions: dict, timeout: int | None = None):
         if not self.kc or not self._alive:
             return None
         saved = self.timeout
-        self.timeout = timeout or self.guard_timeout
+        self.timeout = timeout or self.control_timeout
         try:
             msg_id = self.kc.execute(code, silent=True, store_history=False,
                                      user_expressions=user_expressions, allow_stdin=False)
@@ -330,7 +304,9 @@ class GradingExecute(Execute):
         return self._meta(self.nb.cells[index]).get("grade_id", f"cell {index}")
 
     def _is_test(self, cell) -> bool:
-        return bool(self._meta(cell).get("grade"))
+        """An autograder test: graded and not an answer (a manually graded answer runs as code)."""
+        meta = self._meta(cell)
+        return bool(meta.get("grade")) and not meta.get("solution")
 
     def _oom(self) -> bool:
         before, self._oom_seen = self._oom_seen, cgroups.Group(0, list(self.kernel_cgroup)).oom_kills()

@@ -1,5 +1,5 @@
 """The summary ``nnkit grade`` prints: scores, failures by question, and every submission that
-needs a person's attention (timed out, errored, hit a limit, tripped the guard, had files
+needs a person's attention (timed out, errored, hit a limit, called the reference, had files
 refused or course cells put back, or holds code worth reading)."""
 from __future__ import annotations
 
@@ -88,15 +88,14 @@ def summary(run: GradeRun) -> str:
             notes.append(f"notebook time limit: {len(kinds['notebook_timeout'])} cells not run")
         if "output_truncated" in kinds:
             notes.append("output truncated: " + ", ".join(e["cell"] for e in kinds["output_truncated"]))
-        if "tamper" in kinds:
-            det = []
-            for e in kinds["tamper"]:
-                det += e.get("detail", [])
-            cells = [e["cell"] for e in kinds["tamper"] if e.get("test")]
-            notes.append("INTEGRITY: " + "; ".join(list(dict.fromkeys(det))[:3])
-                         + (f" (zero for {', '.join(cells)})" if cells else ""))
-        if "guard_unavailable" in kinds:
-            notes.append(f"integrity guard not installed ({kinds['guard_unavailable'][0].get('detail')})")
+        if "delegation" in kinds:
+            notes.append("CALLS THE REFERENCE (zero): " + "; ".join(
+                f"{e['cell']}: {', '.join(e.get('detail', [])[:2])}" for e in kinds["delegation"]))
+        if "judge_unavailable" in kinds:
+            notes.append("the kernel never connected to the grader: its tests score 0")
+        if "judge" in kinds:
+            notes.append("tests the grader could not judge: " + ", ".join(
+                f"{e['cell']} ({e.get('detail')})" for e in kinds["judge"][:3]))
         if r.get("changes"):
             notes.append("course cells put back: " + "; ".join(r["changes"][:4]))
         if r.get("dropped"):

@@ -79,12 +79,9 @@ def _worker_config(setup: WorkerSetup, db_url: str):
     if opts.get("cell_timeout"):
         cfg.Execute.timeout = int(opts["cell_timeout"])
         cfg.GradingExecute.interrupt_grace = max(3, min(10, int(opts["cell_timeout"])))
-    if opts.get("guard_preload") is not None:
-        cfg.GradingExecute.guard_preload = list(opts["guard_preload"])
     cfg.Execute.raise_on_iopub_timeout = False
     cfg.GradingExecute.notebook_timeout = int(opts["notebook_timeout"])
     cfg.GradingExecute.max_output_chars = int(opts["max_output_chars"])
-    cfg.GradingExecute.guard = bool(opts["guard"])
     cfg.GradingExecute.events_file = str(setup.folder / "events.jsonl")
     cfg.GradingExecute.kernel_cgroup = list(setup.kernel_group or [])
     rt = setup.runtime

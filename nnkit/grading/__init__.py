@@ -42,7 +42,7 @@ __all__ = [
     "reference_bindings", "relative_error",
 ]
 
-_SUBMODULES = {"core", "mlp", "autograd_checks", "stability", "regularisation", "conv_checks"}
+_SUBMODULES = {"core", "mlp", "autograd_checks", "stability", "regularisation", "conv_checks", "derivations"}
 
 
 def __getattr__(name):

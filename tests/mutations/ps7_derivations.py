@@ -1,0 +1,229 @@
+"""Known wrong answers for problem set 7 (deriving backward passes) and the feedback each must get.
+
+``MUTATIONS[question] = [(bug class, full source of the planted solution cell, phrase the
+feedback must contain), ...]``; see tests/test_assignments.py.
+"""
+
+_BN_HEAD = '''
+def batchnorm_forward(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+'''
+
+MUTATIONS = {
+    "batchnorm_forward": [
+        ("biased running variance", _BN_HEAD + '''
+    if training:
+        mu, var = x.mean(axis=0), x.var(axis=0)
+        out = gamma * (x - mu) / np.sqrt(var + eps) + beta
+        return out, (1 - momentum) * running_mean + momentum * mu, (1 - momentum) * running_var + momentum * var
+    return gamma * (x - running_mean) / np.sqrt(running_var + eps) + beta, running_mean, running_var
+''', "biased variance in the running estimate"),
+        ("momentum convention reversed", _BN_HEAD + '''
+    if training:
+        n = x.shape[0]
+        mu, var = x.mean(axis=0), x.var(axis=0)
+        out = gamma * (x - mu) / np.sqrt(var + eps) + beta
+        return (out, momentum * running_mean + (1 - momentum) * mu,
+                momentum * running_var + (1 - momentum) * var * n / (n - 1))
+    return gamma * (x - running_mean) / np.sqrt(running_var + eps) + beta, running_mean, running_var
+''', "momentum convention reversed"),
+        ("batch statistics in evaluation mode", _BN_HEAD + '''
+    n = x.shape[0]
+    mu, var = x.mean(axis=0), x.var(axis=0)
+    out = gamma * (x - mu) / np.sqrt(var + eps) + beta
+    if not training:
+        return out, running_mean, running_var
+    return (out, (1 - momentum) * running_mean + momentum * mu,
+            (1 - momentum) * running_var + momentum * var * n / (n - 1))
+''', "batch statistics in evaluation mode"),
+        ("unbiased variance in the normalisation", _BN_HEAD + '''
+    if training:
+        mu, var = x.mean(axis=0), x.var(axis=0, ddof=1)
+        out = gamma * (x - mu) / np.sqrt(var + eps) + beta
+        return out, (1 - momentum) * running_mean + momentum * mu, (1 - momentum) * running_var + momentum * var
+    return gamma * (x - running_mean) / np.sqrt(running_var + eps) + beta, running_mean, running_var
+''', "unbiased variance in the normalisation"),
+    ],
+    "batchnorm_backward": [
+        ("batch statistics treated as constants", '''
+def batchnorm_backward(dout, x, gamma, eps=1e-5):
+    inv_std = 1.0 / np.sqrt(x.var(axis=0) + eps)
+    xhat = (x - x.mean(axis=0)) * inv_std
+    return dout * gamma * inv_std, (dout * xhat).sum(axis=0), dout.sum(axis=0)
+''', "batch mean and variance treated as constants"),
+        ("variance treated as a constant", '''
+def batchnorm_backward(dout, x, gamma, eps=1e-5):
+    inv_std = 1.0 / np.sqrt(x.var(axis=0) + eps)
+    xhat = (x - x.mean(axis=0)) * inv_std
+    g = dout * gamma
+    return inv_std * (g - g.mean(axis=0)), (dout * xhat).sum(axis=0), dout.sum(axis=0)
+''', "batch variance treated as a constant"),
+        ("dγ without x̂", '''
+def batchnorm_backward(dout, x, gamma, eps=1e-5):
+    inv_std = 1.0 / np.sqrt(x.var(axis=0) + eps)
+    xhat = (x - x.mean(axis=0)) * inv_std
+    g = dout * gamma
+    dx = inv_std * (g - g.mean(axis=0) - xhat * (g * xhat).mean(axis=0))
+    return dx, dout.sum(axis=0), dout.sum(axis=0)
+''', "dγ without the normalised input"),
+        ("dβ averaged over the batch", '''
+def batchnorm_backward(dout, x, gamma, eps=1e-5):
+    inv_std = 1.0 / np.sqrt(x.var(axis=0) + eps)
+    xhat = (x - x.mean(axis=0)) * inv_std
+    g = dout * gamma
+    dx = inv_std * (g - g.mean(axis=0) - xhat * (g * xhat).mean(axis=0))
+    return dx, (dout * xhat).sum(axis=0), dout.mean(axis=0)
+''', "factor of the batch size"),
+    ],
+    "silu_prime": [
+        ("product rule: a term missing", '''
+def silu_prime(z):
+    return sigmoid(z)
+''', "product rule: a term is missing"),
+        ("function instead of derivative", '''
+def silu_prime(z):
+    return z * sigmoid(z)
+''', "the function instead of its derivative"),
+        ("unstable", '''
+def silu_prime(z):
+    e = np.exp(-z)
+    return (1.0 + e + z * e) / (1.0 + e) ** 2
+''', "numerically unstable"),
+    ],
+    "huber_loss": [
+        ("quadratic branch everywhere", '''
+def huber_loss(z, y, delta=1.0):
+    r = z - y
+    small = np.abs(r) <= delta
+    loss = np.where(small, 0.5 * r ** 2, delta * (np.abs(r) - 0.5 * delta))
+    return float(loss.mean()), r / r.size
+''', "quadratic branch used everywhere"),
+        ("delta ignored in the linear branch", '''
+def huber_loss(z, y, delta=1.0):
+    r = z - y
+    small = np.abs(r) <= delta
+    loss = np.where(small, 0.5 * r ** 2, delta * (np.abs(r) - 0.5 * delta))
+    return float(loss.mean()), np.where(small, r, np.sign(r)) / r.size
+''', "delta ignored in the linear branch"),
+        ("missing 1/N", '''
+def huber_loss(z, y, delta=1.0):
+    r = z - y
+    small = np.abs(r) <= delta
+    loss = np.where(small, 0.5 * r ** 2, delta * (np.abs(r) - 0.5 * delta))
+    return float(loss.mean()), np.where(small, r, delta * np.sign(r))
+''', "factor of the batch size"),
+        ("sign flip", '''
+def huber_loss(z, y, delta=1.0):
+    r = y - z
+    small = np.abs(r) <= delta
+    loss = np.where(small, 0.5 * r ** 2, delta * (np.abs(r) - 0.5 * delta))
+    return float(loss.mean()), np.where(small, r, delta * np.sign(r)) / r.size
+''', "sign flip"),
+    ],
+    "conv_input_grad": [
+        ("kernel not flipped", '''
+def conv2d_input_grad(dout, W, x_shape, stride=1, padding=0):
+    N, F, Ho, Wo = dout.shape
+    kh, kw = W.shape[2:]
+    Hp, Wp = x_shape[2] + 2 * padding, x_shape[3] + 2 * padding
+    d = np.zeros((N, F, Hp - kh + 1, Wp - kw + 1))
+    d[:, :, ::stride, ::stride][:, :, :Ho, :Wo] = dout
+    d = np.pad(d, ((0, 0), (0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1)))
+    dxp = correlate2d_valid(d, W.transpose(1, 0, 2, 3))
+    return dxp[:, :, padding:padding + x_shape[2], padding:padding + x_shape[3]]
+''', "kernel not flipped"),
+        ("padding not cropped", '''
+def conv2d_input_grad(dout, W, x_shape, stride=1, padding=0):
+    N, F, Ho, Wo = dout.shape
+    kh, kw = W.shape[2:]
+    Hp, Wp = x_shape[2] + 2 * padding, x_shape[3] + 2 * padding
+    d = np.zeros((N, F, Hp - kh + 1, Wp - kw + 1))
+    d[:, :, ::stride, ::stride][:, :, :Ho, :Wo] = dout
+    d = np.pad(d, ((0, 0), (0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1)))
+    return correlate2d_valid(d, W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+''', "padding not cropped"),
+        ("filter and channel axes not swapped", '''
+def conv2d_input_grad(dout, W, x_shape, stride=1, padding=0):
+    N, F, Ho, Wo = dout.shape
+    kh, kw = W.shape[2:]
+    Hp, Wp = x_shape[2] + 2 * padding, x_shape[3] + 2 * padding
+    d = np.zeros((N, F, Hp - kh + 1, Wp - kw + 1))
+    d[:, :, ::stride, ::stride][:, :, :Ho, :Wo] = dout
+    d = np.pad(d, ((0, 0), (0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1)))
+    dxp = correlate2d_valid(d, W[:, :, ::-1, ::-1])
+    return dxp[:, :, padding:padding + x_shape[2], padding:padding + x_shape[3]]
+''', "filter and channel axes not swapped"),
+        ("stride not handled", '''
+def conv2d_input_grad(dout, W, x_shape, stride=1, padding=0):
+    kh, kw = W.shape[2:]
+    d = np.pad(dout, ((0, 0), (0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1)))
+    dxp = correlate2d_valid(d, W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    return dxp[:, :, padding:padding + x_shape[2], padding:padding + x_shape[3]]
+''', "stride not handled"),
+    ],
+    "predict_scales": [
+        ("ReLU's ½ missing", '''
+def predict_scales(widths, gain, activation):
+    L = len(widths) - 1
+    z = [gain ** (l + 1) for l in range(L)]
+    d = [1.0]
+    for l in range(L - 1, 0, -1):
+        d.insert(0, d[0] * gain * np.sqrt(widths[l + 1] / widths[l]))
+    return z, d
+''', "ReLU's factor ½ missing"),
+        ("fan-in used for δ", '''
+def predict_scales(widths, gain, activation):
+    f2 = 0.5 if activation == "relu" else 1.0
+    L = len(widths) - 1
+    z2 = [gain ** 2]
+    for l in range(1, L):
+        z2.append(gain ** 2 * f2 * z2[-1])
+    d2 = [f2]
+    for l in range(L - 1, 0, -1):
+        d2.insert(0, gain ** 2 * f2 * d2[0])
+    return [float(np.sqrt(v)) for v in z2], [float(np.sqrt(v)) for v in d2]
+''', "fan-in used for δ"),
+    ],
+    "measure_scales": [
+        ("missing f′(z) factor", '''
+def measure_scales(X, Ws, G, activation):
+    f = (lambda z: np.maximum(z, 0)) if activation == "relu" else (lambda z: z)
+    Zs, A = [], X
+    for W in Ws:
+        Zs.append(A @ W.T)
+        A = f(Zs[-1])
+    fp = (Zs[-1] > 0) if activation == "relu" else 1.0
+    deltas = [G * fp]
+    for l in range(len(Ws) - 2, -1, -1):
+        deltas.insert(0, deltas[0] @ Ws[l + 1])
+    rms = lambda a: float(np.sqrt(np.mean(a ** 2)))
+    return [rms(z) for z in Zs], [rms(d) for d in deltas]
+''', "missing f′(z) factor"),
+        ("transposed W", '''
+def measure_scales(X, Ws, G, activation):
+    f = (lambda z: np.maximum(z, 0)) if activation == "relu" else (lambda z: z)
+    fp = (lambda z: (z > 0).astype(float)) if activation == "relu" else (lambda z: np.ones_like(z))
+    Zs, A = [], X
+    for W in Ws:
+        Zs.append(A @ W.T)
+        A = f(Zs[-1])
+    deltas = [G * fp(Zs[-1])]
+    for l in range(len(Ws) - 2, -1, -1):
+        deltas.insert(0, (deltas[0] @ Ws[l + 1].T) * fp(Zs[l]))
+    rms = lambda a: float(np.sqrt(np.mean(a ** 2)))
+    return [rms(z) for z in Zs], [rms(d) for d in deltas]
+''', "transposed W"),
+        ("standard deviation instead of RMS", '''
+def measure_scales(X, Ws, G, activation):
+    f = (lambda z: np.maximum(z, 0)) if activation == "relu" else (lambda z: z)
+    fp = (lambda z: (z > 0).astype(float)) if activation == "relu" else (lambda z: np.ones_like(z))
+    Zs, A = [], X
+    for W in Ws:
+        Zs.append(A @ W.T)
+        A = f(Zs[-1])
+    deltas = [G * fp(Zs[-1])]
+    for l in range(len(Ws) - 2, -1, -1):
+        deltas.insert(0, (deltas[0] @ Ws[l + 1]) * fp(Zs[l]))
+    return [float(np.std(z)) for z in Zs], [float(np.std(d)) for d in deltas]
+''', "standard deviation instead of root mean square"),
+    ],
+}
