@@ -15,8 +15,10 @@ def summary(run: GradeRun) -> str:
     lines = []
     n = len(run.records)
     per = run.seconds / n if n else 0.0
+    where = (f"on the Dask cluster at {run.scheduler} ({run.jobs} worker thread{'s' if run.jobs != 1 else ''})"
+             if run.scheduler else f"with {run.jobs} job{'s' if run.jobs != 1 else ''}")
     lines.append(f"{run.assignment}: {n} submission{'s' if n != 1 else ''} graded in {run.seconds:.1f} s "
-                 f"with {run.jobs} job{'s' if run.jobs != 1 else ''} ({per:.1f} s per submission, "
+                 f"{where} ({per:.1f} s per submission, "
                  f"{60 * n / run.seconds if run.seconds else 0:.1f} per minute)")
     c = run.containment
     if c:
