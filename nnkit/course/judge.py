@@ -216,7 +216,7 @@ class Hearing:
         used: list[str] = []
         budget = max(1.0, self.deadline - time.monotonic())
         try:
-            with conv.forked(policy.forbid, policy.allow, budget):
+            with conv.forked(policy.forbid, policy.allow, budget), _without_torch():
                 blocked = _execute(self.source, self._fresh_namespace(conv, names),
                                    self.question, self.deadline, quiet=True)
                 touched = list(conv.touched)
@@ -242,6 +242,17 @@ class Hearing:
             if isinstance(entry, list) and len(entry) == 2 and entry[0]:
                 namespace[name] = entry[1]
         return namespace
+
+
+@contextlib.contextmanager
+def _without_torch():
+    from nnkit.grading.core import WITHOUT_TORCH
+
+    token = WITHOUT_TORCH.set(True)
+    try:
+        yield
+    finally:
+        WITHOUT_TORCH.reset(token)
 
 
 def _execute(source: str, namespace: dict, question: str, deadline: float, *, quiet: bool = False) -> Verdict:

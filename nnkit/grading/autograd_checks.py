@@ -25,7 +25,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .remote import type_name
 from .core import (
     NO_ACCUMULATION,
     SIGN_FLIP,
@@ -40,6 +39,7 @@ from .core import (
     quiet,
     seeded,
 )
+from .remote import type_name
 
 #: central differences (ε = 1e-6, float64) are accurate to about 1e-9; compared with this tolerance
 NUM_RTOL, NUM_ATOL = 1e-5, 1e-7

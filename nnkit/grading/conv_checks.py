@@ -42,6 +42,11 @@ from .core import (
     seeded,
     try_call,
 )
+from .remote import type_name
+
+#: what an answer may call from nnkit (see nnkit.course.delegation): the convnet is built from
+#: the shipped layers; the convolution and pooling questions use numpy only
+MAY_USE = {"check_convnet": ("nnkit.module", "nnkit.layers", "nnkit.conv", "nnkit._random")}
 
 __all__ = [
     "check_conv_forward_loops", "check_conv_backward_loops", "check_conv_forward_vectorised",
@@ -436,8 +441,8 @@ def check_convnet(build_convnet: Callable, *, hidden: bool = False) -> None:
     fb = Feedback("convnet", hidden=hidden)
     model = call(fb, build_convnet, name="build_convnet(rng=0)", rng=0)
     if not isinstance(model, nk.Module):
-        fb.fail(WRONG_TYPE, f"build_convnet must return an nnkit model (e.g. nk.Sequential(...)), got "
-                            f"{type(model).__name__}")
+        fb.fail(WRONG_TYPE, f"build_convnet must return an nnkit model (e.g. nk.Sequential(...)) made of "
+                            f"nnkit's layers, got {type_name(model)}")
     kinds = [type(m).__name__ for m in model.modules()]
     if "Conv2d" not in kinds:
         fb.fail(WRONG_VALUES, f"the model has no convolutional layer (its layers: {', '.join(kinds[1:])})",

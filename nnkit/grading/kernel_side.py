@@ -22,6 +22,7 @@ import signal
 import socket
 import sys
 import time
+import types
 import warnings
 
 import numpy as np
@@ -61,9 +62,10 @@ class _Unpickler(pickle.Unpickler):
     """Reads the judge's arguments; ("h", n) is a handle of this kernel, ("m", n) an object the
     judge sent earlier in this conversation (the same copy again: identity across calls)."""
 
-    def __init__(self, data: bytes, objects: dict, mirrors: dict):
+    def __init__(self, data: bytes, server: _Server):
         super().__init__(io.BytesIO(data))
-        self.tables = {"h": objects, "m": mirrors}
+        self.server = server
+        self.tables = {"h": server.objects, "m": server.mirrors}
 
     def find_class(self, module, name):
         found = super().find_class(module, name)
@@ -73,6 +75,8 @@ class _Unpickler(pickle.Unpickler):
 
     def persistent_load(self, pid):
         kind, number = pid
+        if kind == "c":
+            return _Callback(self.server, number)
         table = self.tables.get(kind, {})
         if number not in table:
             raise pickle.UnpicklingError(f"no object {kind}{number} in this kernel")
@@ -87,6 +91,7 @@ class _Server:
         self.bindings: dict[int, tuple[dict, dict]] = {}
         self.mirrors: dict[int, object] = {}     # the judge's objects, by the judge's numbers
         self.snapshots: dict[int, object] = {}   # their state after the last request
+        self.mirror_ids: dict[int, int] = {}
         self.in_child = False
 
     # -- handles ----------------------------------------------------------------------------------
@@ -138,12 +143,12 @@ class _Server:
             from . import blocking
 
             body["blocked"] = list(blocking.TOUCHED)
-        wire.send_frame(self.sock, wire.encode(body, self.handle_for))
+        wire.send_frame(self.sock, _Answer(self).encode(body))
 
     # -- one request --------------------------------------------------------------------------------
     def answer(self, request: dict) -> None:
         try:
-            payload = _Unpickler(request.get("payload", b""), self.objects, self.mirrors)
+            payload = _Unpickler(request.get("payload", b""), self)
             args = payload.load()
             self.register(payload.memo.copy(), request.get("mirror", ()))
         except Exception as e:  # noqa: BLE001
@@ -160,12 +165,16 @@ class _Server:
             return
         self.reply(request, value, changes=self.changes())
 
+    def mirror_number(self, obj) -> int | None:
+        return self.mirror_ids.get(id(obj))
+
     def register(self, memo: dict, mirror) -> None:
         """Keep the judge's stateful objects of this request under the judge's numbers."""
         for index, number in mirror:
             obj = memo.get(index)
             if obj is not None and (isinstance(obj, np.ndarray) or _has_state(obj)):
                 self.mirrors[number] = obj
+                self.mirror_ids[id(obj)] = number
                 self.snapshots[number] = _state(obj)
 
     def changes(self) -> list:
@@ -276,6 +285,88 @@ def _wait_child(pid: int, budget: float) -> bool:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
     return True
+
+
+class _NotTransferable(Exception):
+    pass
+
+
+class _Answer(wire.Encoder):
+    """What the kernel sends back: data; the judge's own objects by number; objects of nnkit's
+    classes whose attributes are all data, rebuilt by the judge (a model the student built from
+    nnkit layers); anything else a handle."""
+
+    _NNKIT_SKIP = ("nnkit.grading", "nnkit.course")
+
+    def __init__(self, server: _Server):
+        super().__init__()
+        self.server, self.strict, self.seen = server, 0, {}
+
+    def other(self, x, depth: int) -> dict:
+        number = self.server.mirror_number(x)
+        if number is not None:
+            return {"t": "mirror", "n": number}
+        if id(x) in self.seen:
+            return {"t": "ref", "i": self.seen[id(x)]}
+        if self._nnkit_function(x):
+            return {"t": "nnkit_fn", "name": f"{x.__module__}.{x.__qualname__}"}
+        node = self._nnkit_object(x, depth)
+        if node is not None:
+            return node
+        if self.strict:
+            raise _NotTransferable
+        return wire.handle_node(self.server.handle_for(x))
+
+    def _nnkit_function(self, x) -> bool:
+        home = getattr(x, "__module__", None) or ""
+        return self.strict > 0 and isinstance(x, types.FunctionType) and home.startswith("nnkit.") \
+            and not home.startswith(self._NNKIT_SKIP) and "<" not in x.__qualname__ and "." not in x.__qualname__
+
+    def _nnkit_object(self, x, depth: int) -> dict | None:
+        home = getattr(type(x), "__module__", "") or ""
+        if not home.startswith("nnkit.") or home.startswith(self._NNKIT_SKIP) or "." in type(x).__qualname__:
+            return None
+        from nnkit.module import Module, Parameter
+
+        if not isinstance(x, (Module, Parameter)):
+            return None
+        kept, index = len(self.buffers), len(self.seen)
+        self.seen[id(x)] = index
+        self.strict += 1
+        try:
+            state = self.tree(dict(wire.attributes(x) or {}), depth + 1)
+        except _NotTransferable:
+            del self.buffers[kept:]
+            for key in [k for k, v in self.seen.items() if v >= index]:
+                del self.seen[key]
+            if self.strict > 1:
+                raise
+            return None
+        finally:
+            self.strict -= 1
+        return {"t": "nnkit", "i": index, "cls": f"{home}.{type(x).__qualname__}", "state": state}
+
+
+class _Callback:
+    """A function of the judge's that the student's code may call: the call goes to the judge."""
+
+    def __init__(self, server: _Server, number: int):
+        self.server, self.number = server, number
+
+    def __call__(self, *args, **kwargs):
+        server = self.server
+        body = {"session": server.session, "callback": self.number, "args": list(args), "kwargs": kwargs}
+        wire.send_frame(server.sock, _Answer(server).encode(body))
+        while True:
+            reply = pickle.loads(wire.recv_frame(server.sock))
+            if isinstance(reply, dict) and reply.get("callback_result") == self.number:
+                break
+        if reply.get("error"):
+            raise RuntimeError(str(reply["error"]))
+        payload = _Unpickler(reply.get("payload", b""), server)
+        value = payload.load()
+        server.register(payload.memo.copy(), reply.get("mirror", ()))
+        return value
 
 
 # --- the state of the judge's objects -------------------------------------------------------------

@@ -35,6 +35,7 @@ from .core import (
     seeded,
     try_call,
 )
+from .remote import Here
 
 # bug classes particular to these problem sets (phrases the feedback uses)
 Z_FOR_SIGMA = "used z where σ(z) belongs"
@@ -613,7 +614,7 @@ def check_train(train: Callable, *, hidden: bool = False) -> None:
     _, Ws, bs = _network(seeded(cfg["seed"]), n=1, sizes=(X.shape[1], cfg["hidden_units"], 10), scale=0.3)
     Ws0 = [W.copy() for W in Ws]
     batch_size, lr = cfg["batch_size"], cfg["lr"]
-    with reference_bindings(train, backward=counted_backward, forward_mlp=ref_mlp_forward, **_PS3_REFS):
+    with reference_bindings(train, backward=Here(counted_backward), forward_mlp=ref_mlp_forward, **_PS3_REFS):
         result = call(fb, train, X, Y, Ws, bs, lr, epochs, batch_size, seeded(cfg["seed"] + 1),
                       name="train(X, Y, Ws, bs, lr, epochs, batch_size, rng)")
     if not isinstance(result, (tuple, list)) or len(result) != 3:

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import importlib
 import io
 import itertools
 import pickle
 import socket
+import types
 from collections.abc import Callable
 
 import numpy as np
@@ -59,16 +61,32 @@ class ForkEnded(wire.ChannelProblem):
     """The throw-away child of the kernel ended (finished, killed at its time limit, or failed)."""
 
 
-class _Pickler(_BasePickler):
-    """Remotes go as their handle, objects already sent in this conversation as their number."""
+class Here:
+    """A function of the checks' that student code may call, which must run in the grader (it
+    records how it was called, say): in a graded run each call is a request back to the judge.
+    Outside a graded run it is just the function."""
 
-    def __init__(self, file, sent: dict):
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+
+class _Pickler(_BasePickler):
+    """Remotes go as their handle, objects already sent in this conversation as their number,
+    ``Here`` functions as a callback number."""
+
+    def __init__(self, file, conversation: Conversation):
         super().__init__(file, protocol=5)
-        self.sent = sent
+        self.sent, self.callbacks = conversation._sent, conversation._callbacks
 
     def persistent_id(self, obj):
         if type(obj) is Remote:
             return ("h", object.__getattribute__(obj, "_handle").id)
+        if type(obj) is Here:
+            self.callbacks.setdefault(id(obj), obj)
+            return ("c", id(obj))
         entry = self.sent.get(id(obj))
         if entry is not None and entry[1] is obj:
             return ("m", entry[0])
@@ -93,6 +111,7 @@ class Conversation:
         self.changed: list[str] = []
         self._sent: dict[int, tuple[int, object]] = {}     # id(obj) -> (number, obj)
         self._objects: dict[int, object] = {}              # number -> the grader's object
+        self._callbacks: dict[int, Here] = {}
 
     # -- requests -------------------------------------------------------------------------------
     def request(self, op: str, **args):
@@ -115,7 +134,7 @@ class Conversation:
     def _dump(self, args: dict) -> tuple[bytes, list[tuple[int, int]]]:
         """The pickled arguments, and [(memo index, number)] of the new objects to mirror."""
         buf = io.BytesIO()
-        pickler = _Pickler(buf, self._sent)
+        pickler = _Pickler(buf, self)
         pickler.dump(args)
         mirror = []
         for index, obj in sorted(pickler.memo.copy().values(), key=lambda e: e[0]):
@@ -128,9 +147,12 @@ class Conversation:
     def _answer(self, number: int) -> dict:
         while True:
             data = wire.recv_frame(self.sock, deadline=self.deadline, cancelled=self.cancelled)
-            answer = wire.decode(data, self._remote)
+            answer = _AnswerDecoder(self).decode(data)
             if not isinstance(answer, dict) or answer.get("session") != self.session:
                 raise wire.WireError("an answer that is not for this test")
+            if "callback" in answer:
+                self._call_back(answer)
+                continue
             if self.fork_id is not None and answer.get("id") == self.fork_id:
                 self.fork_id, self.fork_over = None, True
                 raise ForkEnded(answer.get("error") or answer.get("value"))
@@ -139,8 +161,20 @@ class Conversation:
             if not isinstance(answer.get("id"), int) or answer["id"] > number:
                 raise wire.WireError("an answer to a question that was not asked")
 
-    def _remote(self, handle: wire.Handle) -> Remote:
-        return Remote(self, handle)
+    def _call_back(self, request: dict) -> None:
+        """Student code called a ``Here`` function: run it here, send its result back."""
+        here = self._callbacks.get(request.get("callback"))
+        args, kwargs = request.get("args"), request.get("kwargs")
+        reply: dict = {"session": self.session, "callback_result": request.get("callback")}
+        if here is None or not isinstance(args, list) or not isinstance(kwargs, dict) \
+                or not all(isinstance(k, str) for k in kwargs):
+            reply["error"] = "not a function the grader offered"
+        else:
+            try:
+                reply["payload"], reply["mirror"] = self._dump(here.fn(*args, **kwargs))
+            except Exception as e:  # noqa: BLE001 - the student's code sees the failure, as it would locally
+                reply["error"] = f"{type(e).__name__}: {e}"[:300]
+        wire.send_frame(self.sock, pickle.dumps(reply, protocol=5))
 
     def _apply_changes(self, changes) -> None:
         """Mirror what the student's code changed in the grader's objects it was given."""
@@ -184,6 +218,48 @@ class Conversation:
         envelope = {"session": self.session, "id": next(self._ids), "op": "done", "payload": b""}
         with contextlib.suppress(OSError, wire.WireError):
             wire.send_frame(self.sock, pickle.dumps(envelope, protocol=5))
+
+
+_NNKIT_SKIP = ("nnkit.grading", "nnkit.course")
+
+
+def _nnkit_name(dotted: str):
+    """The nnkit class or function a kernel's answer names, if it names one (else WireError)."""
+    module, _, name = dotted.rpartition(".")
+    if not module.startswith("nnkit.") or module.startswith(_NNKIT_SKIP) or not name.isidentifier() \
+            or not all(part.isidentifier() for part in module.split(".")):
+        raise wire.WireError(f"{dotted[:80]!r} is not something of nnkit's")
+    try:  # a module of nnkit's own package (the kernel may have loaded one this process has not)
+        return getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        raise wire.WireError(f"{dotted[:80]!r} is not something of nnkit's") from None
+
+
+class _AnswerDecoder(wire.Decoder):
+    def __init__(self, conversation: Conversation):
+        self.conversation = conversation
+
+    def handle(self, h: wire.Handle):
+        return Remote(self.conversation, h)
+
+    def mirror(self, number: int):
+        if number not in self.conversation._objects:
+            raise wire.WireError("a reference to an object that was never sent")
+        return self.conversation._objects[number]
+
+    def new_nnkit(self, class_name: str):
+        from nnkit.module import Module, Parameter
+
+        cls = _nnkit_name(class_name)
+        if not (isinstance(cls, type) and issubclass(cls, (Module, Parameter))):
+            raise wire.WireError(f"{class_name[:80]!r} is not a layer or parameter of nnkit's")
+        return cls.__new__(cls)
+
+    def nnkit_function(self, name: str):
+        fn = _nnkit_name(name)
+        if not isinstance(fn, types.FunctionType):
+            raise wire.WireError(f"{name[:80]!r} is not a function of nnkit's")
+        return fn
 
 
 class Remote:
@@ -249,6 +325,20 @@ class Remote:
         finally:
             with contextlib.suppress(Exception):
                 self._ask("unbind", token=token)
+
+
+def _mro_names(cls) -> list[str]:
+    return [f"{c.__module__}.{c.__qualname__}" for c in getattr(cls, "__mro__", ())] if isinstance(cls, type) else []
+
+
+def class_names(cls) -> list[str]:
+    """'module.Class' for a class and each of its bases ([] if ``cls`` is not a class), also for
+    a class in the student's kernel (asked there: the names come back as data)."""
+    if type(cls) is Remote:
+        names = object.__getattribute__(cls, "_conversation").request("call", target=_mro_names, args=(cls,),
+                                                                      kwargs={})
+        return [str(n) for n in names] if isinstance(names, list) else []
+    return _mro_names(cls)
 
 
 def is_remote(obj) -> bool:

@@ -24,6 +24,7 @@ import socket
 import struct
 import time
 import types
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -86,7 +87,10 @@ def _slot_names(klass) -> tuple[str, ...]:
 def send_frame(sock: socket.socket, payload: bytes) -> None:
     if len(payload) > MAX_FRAME:
         raise WireError(f"a message of {len(payload)} bytes is over the limit of {MAX_FRAME}")
-    sock.sendall(_HEADER.pack(len(payload)) + payload)
+    try:
+        sock.sendall(_HEADER.pack(len(payload)) + payload)
+    except OSError as e:  # the other end is gone (a stopped kernel: broken pipe)
+        raise ChannelClosed(f"the channel is closed ({type(e).__name__})") from None
 
 
 def _recv_exact(sock: socket.socket, n: int, wait: Callable[[], None]) -> bytes:
@@ -128,69 +132,91 @@ def _plain_array(x) -> bool:
     return isinstance(x, (np.ndarray, np.generic)) and x.dtype.kind in _PLAIN_KINDS and x.dtype.fields is None
 
 
-def encode(value, handle_for: Callable[[object], Handle]) -> bytes:
-    """``value`` as JSON + buffers; objects that are not plain data go through ``handle_for``."""
-    buffers: list[bytes] = []
-    tree = _tree(value, handle_for, buffers, 0)
-    head = json.dumps({"v": tree, "b": [len(b) for b in buffers]}).encode()
-    return _JSON_LEN.pack(len(head)) + head + b"".join(buffers)
+class Encoder:
+    """Writes a value as JSON + buffers. Plain data is written as it is; for anything else
+    ``other`` (overridden by the kernel's side) returns the node: a handle, a reference to an
+    object of the judge's, or a transferable nnkit object."""
+
+    def __init__(self):
+        self.buffers: list[bytes] = []
+
+    def encode(self, value) -> bytes:
+        tree = self.tree(value, 0)
+        head = json.dumps({"v": tree, "b": [len(b) for b in self.buffers]}).encode()
+        return _JSON_LEN.pack(len(head)) + head + b"".join(self.buffers)
+
+    def tree(self, x, depth: int):
+        if x is None or isinstance(x, (bool, str)) or type(x) in (int, float):
+            return x
+        if depth > MAX_DEPTH:
+            return self.other(x, depth)
+        if isinstance(x, (int, float)) and not isinstance(x, np.generic):  # subclasses: the plain value
+            return int(x) if isinstance(x, int) else float(x)
+        if isinstance(x, complex):
+            return {"t": "complex", "re": x.real, "im": x.imag}
+        if isinstance(x, (bytes, bytearray)):
+            self.buffers.append(bytes(x))
+            return {"t": "bytes", "b": len(self.buffers) - 1}
+        if _plain_array(x):
+            arr = np.ascontiguousarray(x) if isinstance(x, np.ndarray) else np.asarray(x)  # a scalar stays 0-d
+            self.buffers.append(arr.tobytes())
+            return {"t": "nd" if isinstance(x, np.ndarray) else "scalar", "d": arr.dtype.str,
+                    "s": list(arr.shape), "b": len(self.buffers) - 1}
+        if type(x) in (list, tuple):
+            return {"t": type(x).__name__, "v": [self.tree(v, depth + 1) for v in x]}
+        if type(x) in (dict, OrderedDict) and all(isinstance(k, (str, int)) for k in x):
+            return {"t": "dict" if type(x) is dict else "odict", "k": list(x),
+                    "v": [self.tree(v, depth + 1) for v in x.values()]}
+        return self.other(x, depth)
+
+    def other(self, x, depth: int) -> dict:
+        raise TypeError(f"{type(x).__name__} is not plain data")
 
 
-def _tree(x, handle_for, buffers: list[bytes], depth: int):
-    if depth > MAX_DEPTH:
-        return _handle_node(handle_for(x))
-    if x is None or isinstance(x, (bool, str)) or type(x) in (int, float):
-        return x
-    if isinstance(x, (int, float)) and not isinstance(x, np.generic):  # subclasses: the plain value
-        return int(x) if isinstance(x, int) else float(x)
-    if isinstance(x, complex):
-        return {"t": "complex", "re": x.real, "im": x.imag}
-    if isinstance(x, (bytes, bytearray)):
-        buffers.append(bytes(x))
-        return {"t": "bytes", "b": len(buffers) - 1}
-    if _plain_array(x):
-        arr = np.ascontiguousarray(x)
-        buffers.append(arr.tobytes())
-        return {"t": "nd" if isinstance(x, np.ndarray) else "scalar", "d": arr.dtype.str,
-                "s": list(arr.shape), "b": len(buffers) - 1}
-    if type(x) in (list, tuple):
-        return {"t": type(x).__name__, "v": [_tree(v, handle_for, buffers, depth + 1) for v in x]}
-    if type(x) is dict and all(isinstance(k, (str, int)) for k in x):
-        return {"t": "dict", "k": list(x), "v": [_tree(v, handle_for, buffers, depth + 1) for v in x.values()]}
-    return _handle_node(handle_for(x))
-
-
-def _handle_node(h: Handle) -> dict:
+def handle_node(h: Handle) -> dict:
     return {"t": "handle", "id": h.id, "type": h.type_name, "call": h.callable}
 
 
 # --- the kernel's answers: decode (grader side) -------------------------------------------------
-def decode(data: bytes, make_handle: Callable[[Handle], object] = lambda h: h):
-    """The value ``encode`` wrote; handles become ``make_handle(Handle)``. Raises WireError."""
-    try:
-        n, = _JSON_LEN.unpack_from(data, 0)
-        head = json.loads(data[_JSON_LEN.size:_JSON_LEN.size + n])
-        sizes = head["b"]
-        if not isinstance(sizes, list) or not all(isinstance(s, int) and s >= 0 for s in sizes):
-            raise WireError("bad buffer table")
-        offsets, pos = [], _JSON_LEN.size + n
-        for s in sizes:
-            offsets.append((pos, pos + s))
-            pos += s
-        if pos != len(data):
-            raise WireError("the buffers do not add up to the message")
-        reader = _Reader(data, offsets, make_handle)
-        return reader.value(head["v"], 0)
-    except WireError:
-        raise
-    except (ValueError, KeyError, TypeError, IndexError, RecursionError, struct.error) as e:
-        raise WireError(f"unreadable answer from the kernel ({type(e).__name__})") from None
+class Decoder:
+    """Reads what ``Encoder`` wrote, checking every field; raises WireError on anything else.
 
+    The hooks say what the non-plain nodes become: ``handle`` (an object that stays in the
+    kernel), ``mirror`` (an object the judge sent, by its number), ``new_nnkit`` and
+    ``nnkit_function`` (an object of an nnkit class, rebuilt from its plain attributes, and the
+    nnkit functions such an object refers to by name)."""
 
-class _Reader:
-    def __init__(self, data: bytes, offsets, make_handle):
-        self.data, self.offsets, self.make_handle = data, offsets, make_handle
-        self.nodes = 0
+    def handle(self, h: Handle):
+        return h
+
+    def mirror(self, number: int):
+        raise WireError("a reference to an object that was never sent")
+
+    def new_nnkit(self, class_name: str):
+        raise WireError("nnkit objects are not accepted here")
+
+    def nnkit_function(self, name: str):
+        raise WireError("nnkit functions are not accepted here")
+
+    def decode(self, data: bytes):
+        try:
+            n, = _JSON_LEN.unpack_from(data, 0)
+            head = json.loads(data[_JSON_LEN.size:_JSON_LEN.size + n])
+            sizes = head["b"]
+            if not isinstance(sizes, list) or not all(isinstance(s, int) and s >= 0 for s in sizes):
+                raise WireError("bad buffer table")
+            self.offsets, pos = [], _JSON_LEN.size + n
+            for size in sizes:
+                self.offsets.append((pos, pos + size))
+                pos += size
+            if pos != len(data):
+                raise WireError("the buffers do not add up to the message")
+            self.data, self.nodes, self.objects = data, 0, {}
+            return self.value(head["v"], 0)
+        except WireError:
+            raise
+        except (ValueError, KeyError, TypeError, IndexError, RecursionError, AttributeError, struct.error) as e:
+            raise WireError(f"unreadable answer from the kernel ({type(e).__name__})") from None
 
     def value(self, node, depth: int):
         self.nodes += 1
@@ -204,11 +230,11 @@ class _Reader:
         if kind in ("list", "tuple"):
             items = [self.value(v, depth + 1) for v in node["v"]]
             return items if kind == "list" else tuple(items)
-        if kind == "dict":
+        if kind in ("dict", "odict"):
             keys = node["k"]
             if not all(isinstance(k, (str, int)) for k in keys) or len(keys) != len(node["v"]):
                 raise WireError("malformed dict")
-            return dict(zip(keys, (self.value(v, depth + 1) for v in node["v"])))
+            return (dict if kind == "dict" else OrderedDict)(zip(keys, (self.value(v, depth + 1) for v in node["v"])))
         if kind in ("nd", "scalar"):
             return self.array(node)
         if kind == "bytes":
@@ -217,8 +243,27 @@ class _Reader:
         if kind == "complex":
             return complex(float(node["re"]), float(node["im"]))
         if kind == "handle":
-            return self.make_handle(Handle(int(node["id"]), str(node["type"])[:100], bool(node["call"])))
+            return self.handle(Handle(int(node["id"]), str(node["type"])[:100], bool(node["call"])))
+        if kind == "mirror":
+            return self.mirror(int(node["n"]))
+        if kind == "nnkit":
+            return self.nnkit(node, depth)
+        if kind == "ref":
+            return self.objects[int(node["i"])]
+        if kind == "nnkit_fn":
+            return self.nnkit_function(str(node["name"])[:200])
         raise WireError(f"unknown value kind {str(kind)[:20]!r}")
+
+    def nnkit(self, node, depth: int):
+        """An nnkit object: made first (so that references inside can point to it), then filled."""
+        obj = self.new_nnkit(str(node["cls"])[:200])
+        self.objects[int(node["i"])] = obj
+        state = self.value(node["state"], depth + 1)
+        if not isinstance(state, dict) or not all(isinstance(k, str) and not k.startswith("__") for k in state):
+            raise WireError("malformed nnkit object")
+        for name, value in state.items():
+            object.__setattr__(obj, name, value)
+        return obj
 
     def array(self, node):
         dtype = np.dtype(str(node["d"]))
