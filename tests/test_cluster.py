@@ -33,6 +33,8 @@ from nnkit.course import gradebook as GB
 REPO = Path(__file__).resolve().parents[1]
 PS1 = F.PS1
 
+pytestmark = pytest.mark.xdist_group("cluster")  # one cluster, one graded class
+
 
 def nnkit(*args, timeout=900) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "nnkit.course", *map(str, args)], capture_output=True,

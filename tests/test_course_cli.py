@@ -32,6 +32,8 @@ from nnkit.course import worker as W  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 PS1 = "ps1_perceptron"
 
+pytestmark = pytest.mark.xdist_group("course_cli")  # the class of problem set 1 is graded once
+
 
 def nnkit(*args, timeout=900) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "nnkit.course", *map(str, args)], capture_output=True,
