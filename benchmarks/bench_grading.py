@@ -2,13 +2,14 @@
 
     python benchmarks/bench_grading.py [--assignment ps1_perceptron] [--students 12] [--jobs 1 2]
                                        [--no-sandbox] [--timeout 60]
-                                       [--local-cluster N | --scheduler ADDRESS]
+                                       [--local-cluster N | --scheduler ADDRESS] [--stock]
 
 Builds a scratch course holding one assignment of this repository, hands in ``--students``
 correct submissions (the release with every answer filled in from the solution), and grades
 the class once per ``--jobs`` value, each time into a fresh gradebook, through the same code
-path as the command line (sandboxed kernels, integrity guard, private gradebooks merged by the
-parent). Prints, per run:
+path as the command line (sandboxed kernels, checks judged in the grader, private gradebooks
+merged by the parent); with ``--stock``, also with stock ``nbgrader autograde`` on the same
+class. Prints, per run:
 
 * wall time for the class, start-up of the workers included;
 * seconds per submission (wall / students) and submissions per minute;
@@ -49,7 +50,21 @@ def _parse() -> argparse.Namespace:
     where.add_argument("--local-cluster", type=int, metavar="N",
                        help="also grade on a Dask cluster of N single-threaded workers started here")
     where.add_argument("--scheduler", metavar="ADDRESS", help="also grade on this Dask cluster")
+    ap.add_argument("--stock", action="store_true",
+                    help="also grade the class with stock `nbgrader autograde` (no sandbox, checks in the kernel)")
     return ap.parse_args()
+
+
+def stock_nbgrader(root: Path, assignment: str) -> float:
+    """Seconds for ``nbgrader autograde ASSIGNMENT`` (nbgrader's own Execute) on the class in ``root``."""
+    env = {k: v for k, v in os.environ.items() if k != "NNKIT_GRADEBOOK_URL"}
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", assignment, "--force"], cwd=root,
+                          env=env, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"nbgrader autograde failed:\n{proc.stderr[-2000:]}")
+    return seconds
 
 
 @contextlib.contextmanager
@@ -114,11 +129,25 @@ def main() -> int:
                 return 1
             per_nb = statistics.median(r["seconds"] for r in run.records.values())
             rows.append((label, wall, wall / args.students, 60 * args.students / wall, per_nb))
+        stock = None
+        if args.stock:
+            root = F.copy_course(Path(tmp) / "stock", REPO, args.assignment)
+            good = F.answered(root, args.assignment)
+            for i in range(args.students):
+                F.submit(root, f"student{i:03d}", args.assignment, good)
+            stock = stock_nbgrader(root, args.assignment)
+            scores = GB.scores(f"sqlite:///{root / 'gradebook.db'}", "nnkit", args.assignment)
+            if len(scores) != args.students or any(v["code_score"] < v["max_code_score"] for v in scores.values()):
+                print("  stock nbgrader: grading went wrong; figures not valid")
+                return 1
     base = rows[0][1]
     print(f"{'jobs':>8}  {'wall s':>7}  {'s/submission':>12}  {'submissions/min':>15}  "
           f"{'median s/notebook (one worker)':>30}  {'speed-up':>8}")
-    for label, wall, per, rate, per_nb in rows:
+        for label, wall, per, rate, per_nb in rows:
         print(f"{label:>8}  {wall:>7.1f}  {per:>12.2f}  {rate:>15.1f}  {per_nb:>30.2f}  {base / wall:>8.2f}")
+    if stock is not None:
+        print(f"stock nbgrader autograde: {stock:.1f} s, {stock / args.students:.2f} s/submission; "
+              f"nnkit grade --jobs {args.jobs[0]} takes {base / stock:.2f}× its time")
     return 0
 
 
