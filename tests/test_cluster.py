@@ -216,5 +216,7 @@ def test_the_summary_counts_the_cluster_run_right(graded_on_cluster):
     assert "hostile_loop" in out and "cell timed out: test_forward" in out
     assert "hostile_exit" in out and "kernel stopped in mse_grad" in out
     assert "edits_test" in out and "edited test_forward" in out
-    assert "INTEGRITY" in out and "hostile_patch" in out
+    # patching numpy and the check in the kernel changes nothing (the judge decides in the grader);
+    # the summary still asks the instructor to read that code
+    assert re.search(r"^  hostile_patch +read the code", out, re.M), out
     assert "sandbox: user uids" in out or "no sandbox" in out

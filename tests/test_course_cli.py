@@ -198,7 +198,9 @@ def test_grade_exits_0_and_prints_a_summary(ps1_class):
     assert "hostile_loop" in out and "cell timed out: test_forward" in out
     assert "hostile_exit" in out and "kernel stopped in mse_grad" in out
     assert "edits_test" in out and "edited test_forward" in out
-    assert "INTEGRITY" in out and "hostile_patch" in out
+    # patching numpy and the check in the kernel changes nothing (the judge decides in the grader);
+    # the summary still asks the instructor to read that code
+    assert re.search(r"^  hostile_patch +read the code", out, re.M), out
 
 
 @pytest.mark.notebooks
