@@ -24,8 +24,9 @@ A test cell of an nbgrader assignment calls one ``check_<question>`` function (i
 
 Every failure goes through a ``Feedback`` and becomes ``AssertionError("[question] ...")`` —
 one sentence a teaching assistant would say. In a *hidden* check the message gives the
-category, the shapes and the size of the error, never the expected array; a visible check
-may show the first wrong entry. A passing visible check prints "visible checks passed", never
+category, the shapes and how many entries are wrong, never an expected value nor a magnitude
+one could be read from (no error size); a visible check may show the largest error and the
+first wrong entry. A passing visible check prints "visible checks passed", never
 "all tests passed" (the hidden tests have not run yet).
 
 Usage in a test cell::
@@ -57,6 +58,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
+
+from nnkit.gradcheck import relative_error  # the course's one definition, documented there
 
 # --- bug classes: the phrases feedback uses (mutation tables match on them) ------------------
 WRONG_SHAPE = "wrong shape"
@@ -152,24 +155,68 @@ def _copy(x):
     return x
 
 
+def _unchanged(before, after) -> bool:
+    """True when ``after`` still equals ``before`` (arrays, and lists, tuples and dicts of them;
+    other objects are not compared)."""
+    if isinstance(before, np.ndarray):
+        if not isinstance(after, np.ndarray) or after.shape != before.shape:
+            return False
+        try:
+            return bool(np.array_equal(before, after, equal_nan=before.dtype.kind in "fc"))
+        except (TypeError, ValueError):
+            return bool(np.array_equal(before, after))
+    if isinstance(before, (list, tuple)):
+        return isinstance(after, (list, tuple)) and len(after) == len(before) and \
+            all(_unchanged(b, a) for b, a in zip(before, after))
+    if isinstance(before, dict):
+        return isinstance(after, dict) and after.keys() == before.keys() and \
+            all(_unchanged(before[k], after[k]) for k in before)
+    return True
+
+
+def _argument_names(label: str, count: int) -> list[str | None]:
+    """The parameter names a label such as 'delta_hidden(delta_next, W_next, Z)' gives the
+    positional arguments ([None, ...] when it names none or a different number)."""
+    import re  # noqa: PLC0415
+
+    found = re.fullmatch(r"[\w.]+\((.*)\)", label.strip())
+    if found and found.group(1).strip() and "(" not in found.group(1):
+        names = [part.split("=")[0].strip() for part in found.group(1).split(",")]
+        if len(names) == count and all(n.isidentifier() for n in names):
+            return list(names)
+    return [None] * count
+
+
 def call(fb: Feedback, fn: Callable, *args, name: str | None = None, copy_inputs: bool = True,
-         probes: Sequence[Probe] = (), **kwargs):
+         probes: Sequence[Probe] = (), may_modify: bool | Iterable[int | str] = (),
+         arg_names: Sequence[str | None] | None = None, **kwargs):
     """``fn(*args, **kwargs)`` on copies of the inputs, quietly; an exception becomes a failure.
 
     NotImplementedError (the released stub) says the question is not answered yet; any other
     exception is reported with its type, its message and the shapes of the inputs, and the
     ``probes`` are asked for the likely bug (a transposed W usually shows up as a shape error).
+
+    Side effects: after the call the arguments the function was handed (arrays, and lists,
+    tuples and dicts of arrays) are compared with the originals; an answer that changed one
+    fails with ``MODIFIES_INPUT``, naming the argument by position and by name (from
+    ``arg_names``, or from a ``name`` such as ``"f(X, W)"``). ``may_modify`` lists the
+    positions (0-based) or keyword names a question allows to be updated in place (True: all).
+    In a graded run the arrays changed in the student's kernel are copied back onto the ones
+    handed over, so the comparison sees them.
     """
     __tracebackhide__ = True
     label = name or f"{getattr(fn, '__name__', 'your function')}(...)"
     if not callable(fn):
         fb.fail(WRONG_TYPE, f"{label}: expected a function, got {type(fn).__name__}")
     if copy_inputs:
+        originals = (args, kwargs)
         args = tuple(_copy(a) for a in args)
         kwargs = {k: _copy(v) for k, v in kwargs.items()}
+    else:
+        originals = (tuple(_copy(a) for a in args), {k: _copy(v) for k, v in kwargs.items()})
     try:
         with quiet():
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
     except NotImplementedError:
         fb.fail(NOT_IMPLEMENTED, f"{label} is not implemented yet (it raises NotImplementedError)",
                 hint="replace the stub `raise NotImplementedError()` with your code")
@@ -181,6 +228,26 @@ def call(fb: Feedback, fn: Callable, *args, name: str | None = None, copy_inputs
         probe = diagnose(probes)
         fb.fail(RAISED, f"{label} with inputs of shape {shapes} raised {type(err).__name__}: {text}",
                 likely=probe.bug if probe else None, hint=probe.hint if probe else None)
+    if may_modify is not True:
+        _check_unchanged(fb, label, originals, (args, kwargs), set(may_modify or ()), arg_names, result)
+    return result
+
+
+def _check_unchanged(fb: Feedback, label: str, originals, handed, allowed: set, arg_names, result) -> None:
+    __tracebackhide__ = True
+    (args0, kwargs0), (args, kwargs) = originals, handed
+    names = list(arg_names) if arg_names is not None else _argument_names(label, len(args))
+    names += [None] * (len(args) - len(names))
+    changed = [(f"argument {i + 1}" + (f" `{names[i]}`" if names[i] else "")) for i in range(len(args))
+               if i not in allowed and (names[i] is None or names[i] not in allowed)
+               and not _unchanged(args0[i], args[i])]
+    changed += [f"argument `{k}`" for k in kwargs if k not in allowed and not _unchanged(kwargs0[k], kwargs[k])]
+    if changed:
+        what = " and ".join(changed)
+        returned = " and returned None" if result is None else ""
+        fb.fail(MODIFIES_INPUT, f"{label} changed its {what} in place{returned}",
+                hint="the caller's arrays must stay as they were: compute into new arrays "
+                     "(e.g. `Z = Z * s` instead of `Z *= s`, or work on `x.copy()`)")
 
 
 def try_call(fn: Callable, *args, **kwargs):
@@ -288,14 +355,16 @@ _RELATION_HINTS = {
 }
 
 
-def _error_size(got: np.ndarray, expected: np.ndarray) -> str:
+def _error_size(got: np.ndarray, expected: np.ndarray, rtol: float = RTOL, atol: float = ATOL, *,
+                hidden: bool = False) -> str:
+    """How many entries are wrong; in a visible check also the largest error (a hidden one shows
+    no magnitude: for a one-number result the error would give the expected value away)."""
     with quiet():
         diff = np.abs(got.astype(float) - expected.astype(float))
         abs_err = float(np.max(diff)) if diff.size else 0.0
-        scale = float(np.max(np.abs(expected))) if expected.size else 0.0
-        n_bad = int(np.sum(~np.isclose(got, expected, rtol=RTOL, atol=ATOL)))
-    rel = f", relative to the largest entry {abs_err / scale:.2g}" if scale > 0 else ""
-    return f"{n_bad} of {expected.size} entries differ; largest error {abs_err:.2g}{rel}"
+        n_bad = int(np.sum(~np.isclose(got, expected, rtol=rtol, atol=atol)))
+    text = f"{n_bad} of {expected.size} entries differ"
+    return text if hidden else f"{text}; largest error {abs_err:.2g}"
 
 
 def _first_wrong(got: np.ndarray, expected: np.ndarray, rtol: float, atol: float) -> str:
@@ -351,7 +420,8 @@ def mismatch(fb: Feedback, name: str, got: np.ndarray, expected: np.ndarray, *, 
         ok = np.allclose(got, expected, rtol=rtol, atol=atol, equal_nan=True)
     if ok:
         return None
-    detail = f"{name} has wrong values ({_error_size(got, expected)}; tolerance rtol={rtol:g}, atol={atol:g})"
+    detail = f"{name} has wrong values ({_error_size(got, expected, rtol, atol, hidden=fb.hidden)}; " \
+             f"tolerance rtol={rtol:g}, atol={atol:g})"
     first = fb.values(_first_wrong(got, expected, rtol, atol))
     if first:
         detail += f"; {first}"
@@ -433,13 +503,6 @@ def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, eps: flo
         flat[i] = old
         gflat[i] = (plus - minus) / (2 * eps)
     return grad
-
-
-def relative_error(a, b) -> float:
-    """max |a − b| / max(|a|, |b|, tiny): the size of a gradient-check error."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    denom = max(float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(b), initial=0.0)), 1e-300)
-    return float(np.max(np.abs(a - b), initial=0.0)) / denom
 
 
 # --- PyTorch on every device -----------------------------------------------------------------
