@@ -160,7 +160,8 @@ def check_batchnorm_forward(batchnorm_forward: Callable, *, hidden: bool = False
     fn = batchnorm_forward
     for x, gamma, beta, rm, rv, training, momentum, eps in _bn_forward_cases(hidden):
         mode = "training" if training else "evaluation"
-        label = f"batchnorm_forward(x, ..., training={training}, momentum={momentum}, eps={eps:g}) for x {x.shape}"
+        label = (f"batchnorm_forward(x, ..., training={training}, momentum={momentum}, eps={eps:g}) for x {x.shape}"
+                 if not hidden else f"batchnorm_forward(x, ..., training={training}, momentum, eps) for x {x.shape}")
         args = (x, gamma, beta, rm, rv, training, momentum, eps)
         result = _parts(fb, label, call(fb, fn, *args, name=label), 3,
                         "the triple (out, new running_mean, new running_var)")
@@ -557,9 +558,10 @@ def check_predict_scales(predict_scales: Callable, *, hidden: bool = False) -> N
               ([64, 128, 32, 256, 16], 1.0, "relu")] if not hidden else
              [([30, 60, 60, 120, 40, 5], np.sqrt(2.0), "relu"), ([20, 10, 40, 80], 1.3, "linear"),
               ([16] * 10, 1.0, "relu"), ([8, 300], 0.7, "relu"), ([100, 50, 25, 200], 0.9, "linear")])
-    for widths, gain, activation in cases:
+    for k, (widths, gain, activation) in enumerate(cases):
         L = len(widths) - 1
-        label = f"predict_scales(widths={widths}, gain={gain:.4g}, activation={activation!r})"
+        label = (f"predict_scales(widths={widths}, gain={gain:.4g}, activation={activation!r})" if not hidden else
+                 f"predict_scales(widths={widths}, gain, activation={activation!r}) with the gain of hidden case {k + 1}")
         got = _scales_as_array(fb, label, call(fb, predict_scales, list(widths), gain, activation, name=label), L)
         ref = np.array(predict_scales_reference(widths, gain, activation))
 
