@@ -78,6 +78,9 @@ NO_ACCUMULATION = "no accumulation under fan-out"
 DROPOUT_MASK_NOT_REUSED = "dropout mask not reused"
 DROPOUT_NOT_RESCALED = "dropout not rescaled"
 MODIFIES_INPUT = "modifies its input"
+NOT_REPRODUCIBLE = "not reproducible with the same seed"
+IGNORES_SEED = "ignores the generator it is given"
+GLOBAL_RNG = "changes numpy's global random state"
 
 #: default tolerances, stated in every message: student (float64) vs nnkit reference (float64)
 RTOL, ATOL = 1e-7, 1e-10
@@ -175,12 +178,12 @@ def _unchanged(before, after) -> bool:
 
 
 def _argument_names(label: str, count: int) -> list[str | None]:
-    """The parameter names a label such as 'delta_hidden(delta_next, W_next, Z)' gives the
+    """The parameter names a label such as 'delta_hidden(delta_next, W_next, Z) for …' gives the
     positional arguments ([None, ...] when it names none or a different number)."""
     import re  # noqa: PLC0415
 
-    found = re.fullmatch(r"[\w.]+\((.*)\)", label.strip())
-    if found and found.group(1).strip() and "(" not in found.group(1):
+    found = re.match(r"[\w.]+\(([^()]*)\)", label.strip())
+    if found and found.group(1).strip():
         names = [part.split("=")[0].strip() for part in found.group(1).split(",")]
         if len(names) == count and all(n.isidentifier() for n in names):
             return list(names)
@@ -589,6 +592,47 @@ def check_against_torch(fb: Feedback, name: str, student_fn: Callable, torch_fn:
     return devices
 
 
+def check_uses_generator(fb: Feedback, what: str, run: Callable[[Any], Any], seeds: Sequence = (0, 1), *,
+                         differ: str = "the results") -> None:
+    """A graded function that is given a generator or a seed must use it, and only it.
+
+    ``run(seed)`` calls the student's code with a fresh generator (or the seed itself, as the
+    question passes it) and returns what it made (arrays, or lists, tuples, dicts of them).
+    Three runs: ``seeds[0]`` twice, with numpy's global state set to different values before
+    each (and, in a graded run, already moved on by the first run in the student's kernel), and
+    ``seeds[1]`` once. The same seed must give the same result, the other seed a different one
+    (``differ`` says what should differ), and numpy's global state must be left alone (this last
+    part is seen where the code runs in this process).
+    """
+    __tracebackhide__ = True
+    saved = np.random.get_state()
+    try:
+        np.random.seed(20240101)
+        before = np.random.get_state()
+        first = run(seeds[0])
+        after = np.random.get_state()
+        if not (before[0] == after[0] and np.array_equal(before[1], after[1]) and before[2:] == after[2:]):
+            fb.fail(GLOBAL_RNG, f"{what} draws from or reseeds numpy's global generator (np.random.seed, "
+                                "np.random.rand, np.random.permutation …)",
+                    hint="draw every random number from the generator it is given, e.g. rng.random(shape), "
+                         "rng.permutation(n); a seed becomes a generator with np.random.default_rng(seed)")
+        np.random.seed(19700101)
+        again = run(seeds[0])
+        if not _unchanged(first, again):
+            fb.fail(NOT_REPRODUCIBLE, f"{what} gave different results when run twice with the same seed",
+                    likely="random numbers drawn from numpy's global state (np.random.rand, "
+                           "np.random.permutation …) or from a generator not made from the given seed",
+                    hint="draw every random number from the generator it is given")
+        other = run(seeds[1])
+        if _unchanged(first, other):
+            fb.fail(IGNORES_SEED, f"{what} gave the same results for two different seeds: {differ} should "
+                                  "depend on the generator it is given",
+                    likely="a fixed seed or a generator made inside the function",
+                    hint="use the generator (or seed) that is passed in, not one of your own")
+    finally:
+        np.random.set_state(saved)
+
+
 def seeded(seed: int) -> np.random.Generator:
     """The generator every check draws its crafted inputs from (fixed seeds: reproducible grading)."""
     return np.random.default_rng(seed)
@@ -599,10 +643,11 @@ def isfinite_all(*arrays: Any) -> bool:
 
 
 __all__ = [
-    "ATOL", "BATCH_FACTOR", "DROPOUT_MASK_NOT_REUSED", "DROPOUT_NOT_RESCALED", "Feedback", "MISSING_FPRIME",
-    "MODIFIES_INPUT", "NON_FINITE", "NOT_IMPLEMENTED", "NO_ACCUMULATION", "Probe", "RAISED", "RTOL",
-    "SIGN_FLIP", "TORCH_TOL", "TRANSPOSED", "TRANSPOSED_W", "UNSTABLE", "WRONG_SHAPE", "WRONG_TYPE",
-    "WRONG_VALUES", "as_array", "mismatch", "available_devices", "call", "check_against_torch", "check_array",
-    "check_layers", "close", "diagnose", "isfinite_all", "numerical_gradient", "quiet", "reference_bindings",
-    "relation", "relative_error", "seeded", "shape_of", "sup", "torch_enabled", "try_call",
+    "ATOL", "BATCH_FACTOR", "DROPOUT_MASK_NOT_REUSED", "DROPOUT_NOT_RESCALED", "Feedback", "GLOBAL_RNG",
+    "IGNORES_SEED", "MISSING_FPRIME", "MODIFIES_INPUT", "NON_FINITE", "NOT_IMPLEMENTED", "NOT_REPRODUCIBLE",
+    "NO_ACCUMULATION", "Probe", "RAISED", "RTOL", "SIGN_FLIP", "TORCH_TOL", "TRANSPOSED", "TRANSPOSED_W",
+    "UNSTABLE", "WRONG_SHAPE", "WRONG_TYPE", "WRONG_VALUES", "as_array", "mismatch", "available_devices", "call",
+    "check_against_torch", "check_array", "check_layers", "check_uses_generator", "close", "diagnose",
+    "isfinite_all", "numerical_gradient", "quiet", "reference_bindings", "relation", "relative_error", "seeded",
+    "shape_of", "sup", "torch_enabled", "try_call",
 ]

@@ -152,6 +152,9 @@ def _bn_forward_cases(hidden: bool):
     return cases
 
 
+_BN_ARGS = ("x", "gamma", "beta", "running_mean", "running_var", "training", "momentum", "eps")
+
+
 def check_batchnorm_forward(batchnorm_forward: Callable, *, hidden: bool = False) -> None:
     """``batchnorm_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps)``
     → (out, new_running_mean, new_running_var), PyTorch's BatchNorm1d semantics."""
@@ -163,7 +166,7 @@ def check_batchnorm_forward(batchnorm_forward: Callable, *, hidden: bool = False
         label = (f"batchnorm_forward(x, ..., training={training}, momentum={momentum}, eps={eps:g}) for x {x.shape}"
                  if not hidden else f"batchnorm_forward(x, ..., training={training}, momentum, eps) for x {x.shape}")
         args = (x, gamma, beta, rm, rv, training, momentum, eps)
-        result = _parts(fb, label, call(fb, fn, *args, name=label), 3,
+        result = _parts(fb, label, call(fb, fn, *args, name=label, arg_names=_BN_ARGS), 3,
                         "the triple (out, new running_mean, new running_var)")
         ref = batchnorm_reference(*args)
 
@@ -242,7 +245,7 @@ def check_batchnorm_backward(batchnorm_backward: Callable, *, hidden: bool = Fal
         gamma, beta = rng.normal(1, 0.5, d), rng.normal(0, 1, d)
         dout = rng.normal(0, 1, (n, d))
         eps = 1e-5 if k % 2 == 0 else 1e-2
-        label = f"batchnorm_backward(dout, x, gamma, eps={eps:g}) for x {x.shape}"
+        label = f"batchnorm_backward(dout, x, gamma, eps{'' if hidden else f'={eps:g}'}) for x {x.shape}"
         args = (dout, x, gamma, eps)
         result = _parts(fb, label, call(fb, fn, *args, name=label), 3, "the triple (dx, dgamma, dbeta)")
         dx, dgamma, dbeta = batchnorm_backward_reference(*args)

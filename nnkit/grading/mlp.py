@@ -27,6 +27,7 @@ from .core import (
     call,
     check_against_torch,
     check_array,
+    check_uses_generator,
     check_layers,
     close,
     numerical_gradient,
@@ -661,6 +662,17 @@ def check_train(train: Callable, *, hidden: bool = False) -> None:
     if acc < TRAIN_ACCURACY:
         fb.fail("low accuracy", f"the trained network classifies {acc:.1%} of the held-out digits correctly; "
                                 f"a correct loop reaches at least {TRAIN_ACCURACY:.0%} with these settings")
+    # the order comes from the generator train is given, and from nothing else
+    X_small, Y_small = X[:60], Y[:60]
+
+    def one_epoch(seed):
+        with reference_bindings(train, backward=ref_mlp_backward, forward_mlp=ref_mlp_forward, **_PS3_REFS):
+            out = call(fb, train, X_small, Y_small, Ws0, [b.copy() for b in bs], lr, 1, batch_size, seeded(seed),
+                       name="train(X, Y, Ws, bs, lr, epochs, batch_size, rng)")
+        return [list(out[0]), list(out[1])] if isinstance(out, (tuple, list)) and len(out) == 3 else out
+
+    check_uses_generator(fb, "train(..., rng) for one epoch from the same start", one_epoch, (331, 332),
+                         differ="the order of the examples, and so the trained weights,")
     fb.passed(f"held-out accuracy {acc:.1%} after {epochs} epochs")
 
 

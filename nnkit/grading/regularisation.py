@@ -35,6 +35,7 @@ from .core import (
     call,
     check_against_torch,
     check_array,
+    check_uses_generator,
     close,
     quiet,
     seeded,
@@ -409,6 +410,14 @@ def check_dropout(Dropout, *, hidden: bool = False) -> None:
                             "in eval mode (self.training is False) dropout does nothing: return x, and grad unchanged")]
         check_array(fb, f"{named} in eval mode: output", out_e, x, probes=eval_probe, relations=False)
         check_array(fb, f"{named} in eval mode: backward(grad)", dx_e, g, probes=eval_probe, relations=False)
+    # the mask comes from the generator Dropout(p, rng=seed) is given, and from nothing else
+    xs, gs = x[:20, :50], g[:20, :50]
+
+    def masks(seed):
+        return call(fb, _dropout_run, Dropout, 0.5, xs, gs, seed, name="Dropout(p, rng=seed): forward / backward",
+                    arg_names=(None, None, "x", "grad", None))
+
+    check_uses_generator(fb, "Dropout(p, rng=seed) on the same input", masks, (74, 75), differ="the masks")
     fb.passed("drop probability, scaling, the same mask in backward, identity in eval mode")
 
 
