@@ -55,7 +55,8 @@ ASSIGNMENTS = [a for a in assignment_names() if not _ONLY or a in _ONLY]
 MUTATIONS = mutation_tables()
 JOBS = int(os.environ.get("NNKIT_GRADING_JOBS", str(min(4, max(2, os.cpu_count() or 2)))))
 # nbgrader 0.9.6 with SQLAlchemy 2.1 warns "Object of type <SubmittedAssignment> not in session": noise.
-pytestmark = pytest.mark.filterwarnings("ignore:Object of type:Warning")
+# one worker grades the class once (the tests share the module's graded course)
+pytestmark = [pytest.mark.filterwarnings("ignore:Object of type:Warning"), pytest.mark.xdist_group("assignments")]
 TIMINGS: dict[str, float] = {}
 
 
@@ -259,7 +260,7 @@ def small_course(tmp_path_factory):
     report = course.grade(assignment)
     TIMINGS["nnkit grade (small course, 4 submissions)"] = time.perf_counter() - start
     for student, record in report["students"].items():
-        assert record["status"] == "graded", f"grading {student} failed: {record.get('error')}"
+        assert record["status"].startswith("graded"), f"grading {student} failed: {record.get('error')}"
     return course, assignment, qid
 
 

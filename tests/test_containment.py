@@ -37,7 +37,7 @@ from nnkit.course import gradebook as GB  # noqa: E402
 from nnkit.course import sandbox as SB  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.notebooks
+pytestmark = [pytest.mark.notebooks, pytest.mark.xdist_group("containment")]  # one graded class
 
 # Kernel uids of its own: other grading tests (running at the same time under pytest -n) use the
 # default range from 64000, so leftover processes in this range can only be this test's.

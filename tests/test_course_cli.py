@@ -14,7 +14,6 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from textwrap import dedent
 
 import pytest
 
@@ -32,6 +31,8 @@ from nnkit.course import worker as W  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PS1 = "ps1_perceptron"
+
+pytestmark = pytest.mark.xdist_group("course_cli")  # the class of problem set 1 is graded once
 
 
 def nnkit(*args, timeout=900) -> subprocess.CompletedProcess:
@@ -54,11 +55,18 @@ def test_bad_sizes_are_usage_errors(bad):
         cli.parse_size(bad)
 
 
-def test_shards():
-    assert cli.parse_shard("2/3") == (2, 3)
-    for bad in ("0/3", "4/3", "1-3", "a/b"):
-        with pytest.raises(Exception, match="not a shard"):
-            cli.parse_shard(bad)
+def test_shard_is_retired_and_jobs_exclude_a_scheduler(capsys):
+    """--shard K/N gave way to --scheduler (docs/grading.md says why): a usage error naming both
+    replacements; on a cluster the Dask workers, not --jobs, set the parallelism."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(["grade", PS1, "--shard", "1/2"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--shard was retired" in err and "--scheduler" in err and "--student" in err
+    assert "--shard" not in cli.build_parser().format_help()
+    with pytest.raises(SystemExit) as e:
+        cli.main(["grade", PS1, "--scheduler", "tcp://127.0.0.1:8786", "--jobs", "2"])
+    assert e.value.code == 2 and "exclude each other" in capsys.readouterr().err
 
 
 def test_usage_errors_exit_2_and_an_unknown_course_exits_1(tmp_path):
@@ -154,66 +162,16 @@ def test_gradebook_copy_and_merge_keep_manual_grades(tmp_path):
 # --------------------------------------------------------------------------------------------------
 # A class of problem set 1
 # --------------------------------------------------------------------------------------------------
-def _fn(signature, body):
-    return f"def {signature}:\n" + "\n".join("    " + ln for ln in dedent(body).strip().splitlines())
-
-
-WRONG = {  # question -> a wrong answer (a classic bug) for its solution cell
-    "sigmoid": _fn("sigmoid(z)", "return 1.0 / (1.0 + np.exp(z))"),
-    "sigmoid_prime": _fn("sigmoid_prime(z)", "return z * (1 - z)"),
-    "forward": _fn("forward(X, W1, b1, W2, b2)", """
-        Z1 = X @ W1 + b1
-        A1 = sigmoid(Z1)
-        return Z1, A1, A1 @ W2 + b2"""),
-    "mse_grad": _fn("mse_grad(Y_hat, Y)", "return 2.0 * (Y_hat - Y)"),
-    "output_layer_grads": _fn("output_layer_grads(A1, Y_hat, Y)", """
-        G = mse_grad(Y_hat, Y)
-        return G.T @ A1, G"""),
-    "gradient_step": _fn("gradient_step(params, grads, lr)", "return [p + lr * g for p, g in zip(params, grads)]"),
-}
+WRONG = F.PS1_WRONG  # question -> a wrong answer (a classic bug) for its solution cell
 
 
 @pytest.fixture(scope="module")
 def ps1_class(tmp_path_factory):
     base = tmp_path_factory.mktemp("ps1class")
     root = F.copy_course(base / "course", REPO, PS1)
-    release = F.read_release(root, PS1)
-    good = F.answered(root, PS1)
-    points = {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"]["points"])
-              for c in release.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")}
+    points = F.ps1_points(root)
     full = sum(points.values())
-    expected: dict[str, float] = {}
-
-    def add(student, nb, lost=()):
-        F.submit(root, student, PS1, nb)
-        expected[student] = full - sum(points[f"test_{q}"] for q in lost)
-
-    for i in range(8):                                         # correct
-        nb = good
-        if i == 1:  # chatty: prints while it computes
-            nb = F.with_cell(good, "gradient_step", "def gradient_step(params, grads, lr):\n"
-                             "    print('stepping', len(params), 'parameters')\n"
-                             "    return [p - lr * g for p, g in zip(params, grads)]")
-        add(f"correct{i:02d}", nb)
-    for q, wrong in WRONG.items():                             # one classic bug each
-        add(f"wrong_{q}", F.with_cell(good, q, wrong), lost=[q])
-    nb = F.with_cell(F.with_cell(good, "sigmoid_prime", WRONG["sigmoid_prime"]), "gradient_step",
-                     WRONG["gradient_step"])
-    add("wrong_two", nb, lost=["sigmoid_prime", "gradient_step"])
-    add("blank00", release, lost=[k[5:] for k in points])      # unanswered
-    add("blank01", release, lost=[k[5:] for k in points])
-    sigmoid = next(c.source for c in good.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "sigmoid")
-    only_sigmoid = F.with_cell(release, "sigmoid", sigmoid)
-    add("partial", only_sigmoid, lost=[k[5:] for k in points if k != "test_sigmoid"])
-    add("hostile_loop", F.with_cell(good, "forward", "def forward(X, W1, b1, W2, b2):\n    while True:\n        pass"),
-        lost=["forward"])
-    # the kernel dies in mse_grad: a fresh kernel grades the rest without that cell
-    add("hostile_exit", F.with_cell(good, "mse_grad", "import os\nos._exit(1)"), lost=["mse_grad"])
-    add("hostile_patch", F.with_cell(good, "gradient_step", WRONG["gradient_step"] +
-                                     "\nimport numpy\nnumpy.allclose = lambda *a, **k: True\n"
-                                     "G.check_gradient_step = lambda *a, **k: None"), lost=["gradient_step"])
-    edited = F.with_cell(F.with_cell(good, "forward", WRONG["forward"]), "test_forward", "pass")
-    add("edits_test", edited, lost=["forward"])
+    expected = {s: full - sum(points[f"test_{q}"] for q in lost) for s, lost in F.submit_ps1_class(root).items()}
     assert len(expected) == 22
 
     report = base / "report.json"

@@ -5,7 +5,7 @@ in a temporary folder, listening on 127.0.0.1 and a free port, and stops it afte
 when a test fails. It is skipped, with the reason, where the PostgreSQL server binaries are
 not installed (Debian: ``apt-get install postgresql``; they live in /usr/lib/postgresql/*/bin).
 
-Two ``nnkit grade --shard K/2`` processes grade the two halves of a class into the one
+Two ``nnkit grade --student …`` processes grade the two halves of a class into the one
 PostgreSQL gradebook concurrently — what two machines would do — and ``nnkit export`` must
 then list every student with the score they earned.
 """
@@ -126,8 +126,10 @@ def test_two_graders_share_one_postgresql_gradebook(postgres, tmp_path):
 
     common = ["--course", root, "--db", postgres, "grade", F.TINY, "--jobs", "1", "--timeout", "20",
               "--no-progress"]
-    procs = [subprocess.Popen([sys.executable, "-m", "nnkit.course", *map(str, common), "--shard", f"{k}/2"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in (1, 2)]
+    names = sorted(expected)
+    halves = [[arg for s in names[k::2] for arg in ("--student", s)] for k in (0, 1)]
+    procs = [subprocess.Popen([sys.executable, "-m", "nnkit.course", *map(str, common), *half],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for half in halves]
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:] + out[-2000:]

@@ -5,6 +5,7 @@ Run it from the course folder (the one with ``nbgrader_config.py``) or pass ``--
     nnkit release [ASSIGNMENT ...]            regenerate assignments/ from solutions/
     nnkit collect ASSIGNMENT FILE.zip         an LMS download -> submitted/<student>/ASSIGNMENT/
     nnkit grade ASSIGNMENT [--jobs N]         autograde every submission, sandboxed, in parallel
+    nnkit grade ASSIGNMENT --scheduler ADDR   the same on a Dask cluster
     nnkit grade ASSIGNMENT --zip FILE.zip     collect, then grade
     nnkit feedback ASSIGNMENT                 HTML feedback per student (no hidden tests shown)
     nnkit export [--to grades.csv]            one row per student and assignment
@@ -39,11 +40,15 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * 1024 ** "bkmgt".index((m.group(2) or "b").lower()))
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    m = re.match(r"^(\d+)/(\d+)$", text)
-    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
-        raise argparse.ArgumentTypeError(f"not a shard: {text!r} (K/N with 1 ≤ K ≤ N, e.g. 1/3)")
-    return int(m.group(1)), int(m.group(2))
+class _Retired(argparse.Action):
+    """An option that no longer exists (hidden from --help): a usage error naming what replaced it."""
+
+    def __init__(self, option_strings, dest, replacement: str = "", **kwargs):
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
+        self.replacement = replacement
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} was retired: {self.replacement}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,11 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "kernel, N at a time; print a summary. Exit code 0 unless the grader failed.")
     g.add_argument("assignment", metavar="ASSIGNMENT")
     g.add_argument("--jobs", "-j", type=int, default=0, metavar="N", help="worker processes (default: CPU cores)")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="grade on the Dask cluster of this scheduler (tcp://host:8786, or the file written by "
+                        "`dask scheduler --scheduler-file`); needs the `cluster` extra")
     g.add_argument("--zip", type=Path, metavar="FILE", help="collect this LMS zip first (see `collect`)")
     _collect_options(g)
     g.add_argument("--student", action="append", metavar="ID", help="grade only this student (repeatable)")
-    g.add_argument("--shard", type=parse_shard, metavar="K/N",
-                   help="grade the K-th of N slices of the class (several machines, one shared gradebook)")
+    g.add_argument("--shard", action=_Retired, replacement="grade on several machines with --scheduler ADDRESS "
+                   "(a Dask cluster; see docs/grading.md), or split the class by hand with --student")
     g.add_argument("--timeout", type=int, metavar="S", help="seconds per cell (default: the course's Execute.timeout)")
     g.add_argument("--notebook-timeout", type=int, default=1800, metavar="S",
                    help="seconds for a whole notebook; later cells are not run (default 1800)")
@@ -158,7 +166,7 @@ def cmd_grade(root: Path, args) -> int:
 
         collect_zip(root, args.assignment, args.zip, lms=args.lms, regexp=args.regexp, db=args.db)
     opts = GradeOptions(
-        assignment=args.assignment, jobs=args.jobs, students=args.student, shard=args.shard,
+        assignment=args.assignment, jobs=args.jobs, students=args.student, scheduler=args.scheduler,
         cell_timeout=args.timeout, notebook_timeout=args.notebook_timeout, memory=args.memory,
         worker_memory=args.worker_memory,
         cpu=args.cpu, nproc=args.processes, fsize=args.file_size, max_output_chars=args.max_output,
@@ -222,7 +230,11 @@ COMMANDS = {"release": cmd_release, "collect": cmd_collect, "grade": cmd_grade, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "grade" and args.scheduler and args.jobs:
+        parser.error("--jobs and --scheduler exclude each other: on a cluster the Dask workers "
+                     "(dask worker --nworkers N) set how many submissions are graded at a time")
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     try:
         root = C.find_course_root(args.course)

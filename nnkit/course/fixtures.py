@@ -675,3 +675,72 @@ HOSTILE.update({
             return 2 * x
         """, _pts()),
 })
+
+
+# --------------------------------------------------------------------------------------------------
+# A class of problem set 1 (``tests/test_course_cli.py``, ``tests/test_cluster.py``)
+# --------------------------------------------------------------------------------------------------
+PS1 = "ps1_perceptron"
+
+
+def _fn(signature: str, body: str) -> str:
+    return f"def {signature}:\n" + "\n".join("    " + ln for ln in dedent(body).strip().splitlines())
+
+
+#: problem set 1: question -> a wrong answer (a classic bug) for its solution cell
+PS1_WRONG = {
+    "sigmoid": _fn("sigmoid(z)", "return 1.0 / (1.0 + np.exp(z))"),
+    "sigmoid_prime": _fn("sigmoid_prime(z)", "return z * (1 - z)"),
+    "forward": _fn("forward(X, W1, b1, W2, b2)", """
+        Z1 = X @ W1 + b1
+        A1 = sigmoid(Z1)
+        return Z1, A1, A1 @ W2 + b2"""),
+    "mse_grad": _fn("mse_grad(Y_hat, Y)", "return 2.0 * (Y_hat - Y)"),
+    "output_layer_grads": _fn("output_layer_grads(A1, Y_hat, Y)", """
+        G = mse_grad(Y_hat, Y)
+        return G.T @ A1, G"""),
+    "gradient_step": _fn("gradient_step(params, grads, lr)", "return [p + lr * g for p, g in zip(params, grads)]"),
+}
+
+
+def ps1_points(root: Path) -> dict[str, float]:
+    """Points of each autograded test cell of problem set 1, from the release's metadata."""
+    return {_meta(c)["grade_id"]: float(_meta(c)["points"]) for c in read_release(root, PS1).cells
+            if c.cell_type == "code" and _meta(c).get("grade")}
+
+
+def submit_ps1_class(root: Path) -> dict[str, list[str]]:
+    """Hand in a class of 22 for problem set 1 in the course ``root``: correct (one of them
+    chatty), one classic bug per question and one with two, unanswered, partly answered,
+    hostile (an endless loop, a kernel that exits, monkey-patching) and one that edited a test
+    cell. Returns each student's questions that must score 0."""
+    release, good = read_release(root, PS1), answered(root, PS1)
+    every = [k[len("test_"):] for k in ps1_points(root)]
+    lost: dict[str, list[str]] = {}
+
+    def add(student, nb, questions=()):
+        submit(root, student, PS1, nb)
+        lost[student] = list(questions)
+
+    for i in range(8):
+        nb = good if i != 1 else with_cell(good, "gradient_step", "def gradient_step(params, grads, lr):\n"
+                                           "    print('stepping', len(params), 'parameters')\n"
+                                           "    return [p - lr * g for p, g in zip(params, grads)]")
+        add(f"correct{i:02d}", nb)
+    for q, wrong in PS1_WRONG.items():
+        add(f"wrong_{q}", with_cell(good, q, wrong), [q])
+    add("wrong_two", with_cell(with_cell(good, "sigmoid_prime", PS1_WRONG["sigmoid_prime"]), "gradient_step",
+                               PS1_WRONG["gradient_step"]), ["sigmoid_prime", "gradient_step"])
+    add("blank00", release, every)
+    add("blank01", release, every)
+    sigmoid = next(c.source for c in good.cells if _meta(c).get("grade_id") == "sigmoid")
+    add("partial", with_cell(release, "sigmoid", sigmoid), [q for q in every if q != "sigmoid"])
+    add("hostile_loop", with_cell(good, "forward", "def forward(X, W1, b1, W2, b2):\n    while True:\n        pass"),
+        ["forward"])
+    # the kernel dies in mse_grad: a fresh kernel grades the rest without that cell
+    add("hostile_exit", with_cell(good, "mse_grad", "import os\nos._exit(1)"), ["mse_grad"])
+    add("hostile_patch", with_cell(good, "gradient_step", PS1_WRONG["gradient_step"] +
+                                   "\nimport numpy\nnumpy.allclose = lambda *a, **k: True\n"
+                                   "G.check_gradient_step = lambda *a, **k: None"), ["gradient_step"])
+    add("edits_test", with_cell(with_cell(good, "forward", PS1_WRONG["forward"]), "test_forward", "pass"), ["forward"])
+    return lost

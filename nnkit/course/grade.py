@@ -37,6 +37,10 @@ from . import gradebook as GB
 from . import sandbox as SB
 from . import worker as W
 
+#: seconds a grading worker may take to start (import nbgrader, set up its sandbox)
+WORKER_START_TIMEOUT = 300
+
+
 # --------------------------------------------------------------------------------------------------
 # Options and the per-worker set-up
 # --------------------------------------------------------------------------------------------------
@@ -45,7 +49,7 @@ class GradeOptions:
     assignment: str
     jobs: int = 0                       # 0: the number of CPU cores
     students: list[str] | None = None
-    shard: tuple[int, int] | None = None
+    scheduler: str | None = None        # a Dask scheduler's address or file: grade on that cluster
     cell_timeout: int | None = None     # None: the course's Execute.timeout
     notebook_timeout: int = 1800
     memory: int = 4 << 30
@@ -97,6 +101,43 @@ def _ensure_assignment(root: Path, cfg, url: str, cid: str, assignment: str, log
                             f"{W.nbgrader_reason(res.get('log', ''), res.get('error', ''))}")
 
 
+def select_students(root: Path, cfg, opts: GradeOptions, log) -> list[str]:
+    """The students to grade: every submission of the assignment, or those of ``opts.students``."""
+    students = discover(root, cfg, opts.assignment)
+    if opts.students:
+        wanted = set(opts.students)
+        missing = wanted - set(students)
+        if missing:
+            log(f"no submission from: {', '.join(sorted(missing))}")
+        students = [s for s in students if s in wanted]
+    return students
+
+
+def settle(rec: dict, url: str, cid: str, assignment: str) -> None:
+    """Merge one graded submission (its private gradebook, ``rec["db"]``) into the course
+    gradebook, delete the private one, and set the record's final status."""
+    merged = GB.merge_submission(rec["db"], url, cid, assignment, rec["student"])
+    with contextlib.suppress(OSError):
+        os.remove(rec["db"][len("sqlite:///"):])
+    rec.pop("db", None)
+    if not merged and rec["status"] == "graded":
+        rec["status"] = "error"
+    if any(e["kind"] in ("timeout", "notebook_timeout") for e in rec["events"]) and rec["status"] == "graded":
+        rec["status"] = "graded (timed out)"
+
+
+def worker_setup(slot: int, plan: CT.Plan, *, root: Path, cid: str, opts: GradeOptions, template: Path,
+                 workdir: Path, submitted_dir: Path, release_dir: Path) -> W.WorkerSetup:
+    """What grading worker ``slot`` of ``plan`` needs to start."""
+    return W.WorkerSetup(slot=slot, root=str(root), course_id=cid, assignment=opts.assignment,
+                         template_db=str(template), workdir=str(workdir), options=dataclasses.asdict(opts),
+                         spec=plan.specs[slot] if plan.specs else None,
+                         uid=plan.uids[slot] if plan.uids else None,
+                         submitted_dir=str(submitted_dir), release_dir=str(release_dir),
+                         kernel_group=plan.kernel_groups[slot] if plan.kernel_groups else None,
+                         worker_group=plan.worker_groups[slot] if plan.worker_groups else None)
+
+
 @dataclasses.dataclass
 class GradeRun:
     assignment: str
@@ -107,18 +148,25 @@ class GradeRun:
     containment: dict
     failed: bool = False
     message: str = ""
+    scheduler: str | None = None        # the Dask scheduler the class was graded on, if any
 
     def to_json(self) -> dict:
         return {"assignment": self.assignment, "jobs": self.jobs, "seconds": round(self.seconds, 2),
                 "failed": self.failed, "message": self.message, "containment": self.containment,
+                **({"scheduler": self.scheduler} if self.scheduler else {}),
                 "students": {s: {**self.records.get(s, {}), **({"score": self.scores[s]} if s in self.scores else {})}
                              for s in sorted(set(self.records) | set(self.scores))}}
 
 
 def grade_assignment(root: Path, opts: GradeOptions, *, log=print) -> GradeRun:
-    """Autograde every submission of ``opts.assignment``; the parent merges, workers grade."""
+    """Autograde every submission of ``opts.assignment``; the parent merges, workers grade
+    (on this machine, or on the Dask cluster of ``opts.scheduler``: ``cluster.py``)."""
     import warnings
 
+    if opts.scheduler:
+        from .cluster import grade_on_cluster
+
+        return grade_on_cluster(root, opts, log=log)
     warnings.filterwarnings("ignore", module="nbgrader")  # SQLAlchemy's "not in session" noise
     warnings.filterwarnings("ignore", message=".*not in session.*")
     root = Path(root).resolve()
@@ -126,16 +174,7 @@ def grade_assignment(root: Path, opts: GradeOptions, *, log=print) -> GradeRun:
     cid = C.course_id(cfg)
     url = C.db_url(cfg, root)
     _ensure_assignment(root, cfg, url, cid, opts.assignment, log)
-    students = discover(root, cfg, opts.assignment)
-    if opts.students:
-        wanted = set(opts.students)
-        missing = wanted - set(students)
-        if missing:
-            log(f"no submission from: {', '.join(sorted(missing))}")
-        students = [s for s in students if s in wanted]
-    if opts.shard:
-        k, n = opts.shard
-        students = [s for i, s in enumerate(students) if i % n == k - 1]
+    students = select_students(root, cfg, opts, log)
     jobs = max(1, min(opts.jobs or os.cpu_count() or 1, max(len(students), 1)))
     started = time.monotonic()
     if not students:
@@ -146,7 +185,7 @@ def grade_assignment(root: Path, opts: GradeOptions, *, log=print) -> GradeRun:
     os.chmod(workdir, 0o711)
     (workdir / "db").mkdir(mode=0o700)
     plan = CT.plan(root, url, opts, workdir, jobs)
-    containment, specs, uids = plan.info, plan.specs, plan.uids
+    containment, uids = plan.info, plan.uids
     if containment.get("lock_down"):
         CT.lock_down(root, cfg, url)
     template = workdir / "template.db"
@@ -158,17 +197,12 @@ def grade_assignment(root: Path, opts: GradeOptions, *, log=print) -> GradeRun:
 
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
-    option_dict = dataclasses.asdict(opts)
     workers: dict[int, dict] = {}
 
     def start_worker(slot: int) -> None:
         tasks = ctx.Queue()
-        setup = W.WorkerSetup(slot=slot, root=str(root), course_id=cid, assignment=opts.assignment,
-                              template_db=str(template), workdir=str(workdir), options=option_dict,
-                              spec=specs[slot] if specs else None, uid=uids[slot] if uids else None,
-                              submitted_dir=str(submitted_dir), release_dir=str(release_dir),
-                              kernel_group=plan.kernel_groups[slot] if plan.kernel_groups else None,
-                              worker_group=plan.worker_groups[slot] if plan.worker_groups else None)
+        setup = worker_setup(slot, plan, root=root, cid=cid, opts=opts, template=template, workdir=workdir,
+                             submitted_dir=submitted_dir, release_dir=release_dir)
         proc = ctx.Process(target=W.worker_main, args=(setup, tasks, results), daemon=True)
         proc.start()
         workers[slot] = {"proc": proc, "tasks": tasks, "student": None, "since": time.monotonic(),
@@ -202,17 +236,10 @@ def grade_assignment(root: Path, opts: GradeOptions, *, log=print) -> GradeRun:
                 s = rec["student"]
                 workers[slot]["student"] = None
                 try:
-                    merged = GB.merge_submission(rec["db"], url, cid, opts.assignment, s)
+                    settle(rec, url, cid, opts.assignment)
                 except Exception as e:
                     failed_grader, message = True, f"could not write {s}'s grades to the gradebook: {e}"
                     raise
-                with contextlib.suppress(OSError):
-                    os.remove(rec["db"][len("sqlite:///"):])
-                rec.pop("db", None)
-                if not merged and rec["status"] == "graded":
-                    rec["status"] = "error"
-                if any(e["kind"] in ("timeout", "notebook_timeout") for e in rec["events"]) and rec["status"] == "graded":
-                    rec["status"] = "graded (timed out)"
                 records[s].update(rec)
                 done += 1
                 bar.update(1)
@@ -221,7 +248,7 @@ def grade_assignment(root: Path, opts: GradeOptions, *, log=print) -> GradeRun:
                 proc = w["proc"]
                 stuck = w["student"] is not None and now - w["since"] > opts.watchdog
                 dead = not proc.is_alive()
-                starting_too_long = not w["ready"] and now - w["since"] > 300
+                starting_too_long = not w["ready"] and now - w["since"] > WORKER_START_TIMEOUT
                 if not (stuck or dead or starting_too_long):
                     continue
                 s = w["student"]
@@ -259,15 +286,19 @@ def grade_assignment(root: Path, opts: GradeOptions, *, log=print) -> GradeRun:
         plan.release()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    scores = GB.scores(url, cid, opts.assignment)
-    scores = {s: v for s, v in scores.items() if s in records}
-    graded = [s for s, r in records.items() if r["status"].startswith("graded")]
-    if not graded:
-        failed_grader = True
-        message = message or "no submission could be graded: " + "; ".join(
-            sorted({r.get("error", "") for r in records.values()}))[:500]
-    run = GradeRun(opts.assignment, jobs, time.monotonic() - started, records, scores, containment,
+    run = GradeRun(opts.assignment, jobs, time.monotonic() - started, records, {}, containment,
                    failed=failed_grader, message=message)
+    return conclude(run, url, cid, opts)
+
+
+def conclude(run: GradeRun, url: str, cid: str, opts: GradeOptions) -> GradeRun:
+    """The run's scores from the course gradebook; failed if nothing could be graded; the report."""
+    scores = GB.scores(url, cid, opts.assignment)
+    run.scores = {s: v for s, v in scores.items() if s in run.records}
+    if not any(r["status"].startswith("graded") for r in run.records.values()):
+        run.failed = True
+        run.message = run.message or "no submission could be graded: " + "; ".join(
+            sorted({r.get("error", "") for r in run.records.values()}))[:500]
     if opts.report:
         Path(opts.report).write_text(json.dumps(run.to_json(), indent=1, default=str))
     return run

@@ -8,7 +8,7 @@ assignment's structure (:func:`copy_assignment`), and the parent process, alone,
 result into the course gradebook (:func:`merge_submission`) — one short transaction per
 student, through ``nbgrader.api.Gradebook``. The course gradebook may be the default SQLite
 file or any SQLAlchemy URL nbgrader accepts, e.g. ``postgresql://user@host/db``, so graders
-on several machines can share one gradebook (each grading its own students, ``--shard``).
+on several machines can share one gradebook (each grading its own students, ``--student``).
 
 Merging follows what ``nbgrader autograde --force`` does to an existing submission: the
 automatic score, the "needs manual grade" flag, the automatic comments, the timestamp and

@@ -195,9 +195,10 @@ class GradingExecute(Execute):
             raise KernelStopped(name)
         finally:
             cell.source = source
+        timed_out = any(o.get("output_type") == "error" and o.get("ename") == "CellTimeoutError" for o in cell.outputs)
         if hearing is not None:
-            self._record_verdict(cell, name, hearing.finish(grace=1.0))
-        if any(o.get("output_type") == "error" and o.get("ename") == "CellTimeoutError" for o in cell.outputs):
+            self._record_verdict(cell, name, hearing.finish(grace=1.0), timed_out)
+        if timed_out:
             self._event("timeout", name, test=is_test, seconds=round(time.monotonic() - started, 1))
             if self._silent("", {}, timeout=self.interrupt_grace) is None:
                 # the interrupt did not stop it (a loop that ignores SIGINT): stop the kernel
@@ -209,17 +210,15 @@ class GradingExecute(Execute):
             self._event("output_truncated", name, test=is_test)
         return cell, resources
 
-    def _record_verdict(self, cell, name: str, verdict) -> None:
+    def _record_verdict(self, cell, name: str, verdict, timed_out: bool) -> None:
         """The judge's verdict is the test cell's output (whatever the kernel printed meanwhile)."""
-        timed_out = any(o.get("output_type") == "error" and o.get("ename") == "CellTimeoutError"
-                        for o in cell.outputs)
         cell.outputs = verdict.outputs()
         if timed_out and verdict.passed:  # cannot happen unless the kernel stalled after the verdict
             cell.outputs.append(self._error("CellTimeoutError", "the kernel did not end this test in time"))
         if verdict.delegated:
             self._event("delegation", name, test=True, detail=verdict.delegated)
         if verdict.remark:
-            self._event("judge", name, test=True, detail=verdict.remark)
+            self._event("judge", name, test=True, passed=verdict.passed, detail=verdict.remark)
 
     def _not_run(self, start: int, why: str) -> None:
         for index in range(start, len(self.nb.cells)):

@@ -97,9 +97,28 @@ class Judge:
         self.runtime_dir = runtime_dir or os.environ.get("JUPYTER_RUNTIME_DIR") or "/tmp"
         self.sock: socket.socket | None = None
         self.sessions = iter(range(1, 1 << 30))
-        self.course_sources = [c.source for c in nb.cells if c.cell_type == "code" and is_course_cell(c)]
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        self.course_sources = [_python(c.source) for c in code if is_course_cell(c)]
+        self.student_sources = [_python(c.source) for c in code if not is_course_cell(c)]
         self.namespace = _imports_of(self.course_sources)
-        self.student_sources = [c.source for c in nb.cells if c.cell_type == "code" and not is_course_cell(c)]
+        # names the course's read-only cells define (data a test may use): made here, not taken
+        # from the kernel, where the student's code could have changed them
+        self.definitions = _top_level_definitions(
+            [_python(c.source) for c in code if is_course_cell(c) and not c.metadata.get("nbgrader", {}).get("grade")])
+        self._made: set[int] = set()
+
+    def names(self, wanted: set[str]) -> dict:
+        """The grader's namespace for a test cell: imports, and the course's own definitions of
+        ``wanted`` names (their cells run here, once); what is still missing is the student's."""
+        for name in sorted(wanted - set(self.namespace)):
+            index = self.definitions.get(name)
+            if index is not None and index not in self._made:
+                self._made.add(index)
+                source = self.definitions.sources[index]
+                with contextlib.suppress(Exception), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    exec(compile(source, "<course cell>", "exec"), self.namespace)  # noqa: S102 - the course's own
+        return dict(self.namespace)
 
     # -- the channel --------------------------------------------------------------------------------
     def listen(self) -> tuple[socket.socket, str, str]:
@@ -154,7 +173,7 @@ class Hearing:
 
     def __init__(self, judge: Judge, cell, session: int, deadline: float):
         self.judge, self.session, self.deadline = judge, session, deadline
-        self.source = cell.source  # read now: the kernel runs ``serve_code`` in the cell's place
+        self.source = _python(cell.source)  # read now: the kernel runs ``serve_code`` in the cell's place
         self.question = judge.question(cell)
         self.cancel = threading.Event()
         self.verdict: Verdict | None = None
@@ -198,8 +217,9 @@ class Hearing:
     def _checks(self, conv: remote.Conversation) -> tuple[Verdict, set[str], list]:
         source = self.source
         tree = ast.parse(source)
-        namespace = dict(self.judge.namespace)
-        names = _free_names(tree) - set(namespace) - set(dir(__import__("builtins")))
+        free = _free_names(tree) - set(dir(__import__("builtins")))
+        namespace = self.judge.names(free)
+        names = free - set(namespace)
         try:
             found = conv.request("lookup", names=sorted(names))
         except wire.ChannelProblem as e:
@@ -213,18 +233,7 @@ class Hearing:
     def _delegation(self, conv, verdict: Verdict, names: set[str], checks: list) -> Verdict:
         policy = delegation.policy_for(checks)
         static = delegation.static_hits(self.judge.student_sources, names, policy, self.judge.course_sources)
-        used: list[str] = []
-        budget = max(1.0, self.deadline - time.monotonic())
-        try:
-            with conv.forked(policy.forbid, policy.allow, budget):
-                blocked = _execute(self.source, self._fresh_namespace(conv, names),
-                                   self.question, self.deadline, quiet=True)
-                touched = list(conv.touched)
-        except wire.ChannelProblem as e:
-            blocked, touched = None, list(conv.touched)
-            verdict.remark = f"the run without the references did not finish ({type(e).__name__}: {e})"[:300]
-        if blocked is not None and not blocked.passed and touched:
-            used = touched
+        used = [] if static else self._without_references(conv, verdict, policy, names)
         used = list(dict.fromkeys([*static, *used]))
         if not used:
             return verdict
@@ -235,13 +244,38 @@ class Hearing:
         return Verdict(False, printed="", message=message, ename="DelegationError", delegated=used,
                        remark=verdict.remark)
 
+    def _without_references(self, conv, verdict: Verdict, policy, names: set[str]) -> list[str]:
+        """The forbidden references the answer needed: the checks run again in a throw-away
+        child of the kernel where they refuse to run ([] if it passes there)."""
+        budget = max(1.0, self.deadline - time.monotonic())
+        try:
+            with conv.forked(policy.forbid, policy.allow, budget), _without_torch():
+                blocked = _execute(self.source, self._fresh_namespace(conv, names),
+                                   self.question, self.deadline, quiet=True)
+                touched = list(conv.touched)
+        except wire.ChannelProblem as e:
+            verdict.remark = f"the run without the references did not finish ({type(e).__name__}: {e})"[:300]
+            return []
+        return touched if not blocked.passed else []
+
     def _fresh_namespace(self, conv, names: set[str]) -> dict:
-        namespace = dict(self.judge.namespace)
+        namespace = self.judge.names(set())
         found = conv.request("lookup", names=sorted(names))
         for name, entry in (found or {}).items():
             if isinstance(entry, list) and len(entry) == 2 and entry[0]:
                 namespace[name] = entry[1]
         return namespace
+
+
+@contextlib.contextmanager
+def _without_torch():
+    from nnkit.grading.core import WITHOUT_TORCH
+
+    token = WITHOUT_TORCH.set(True)
+    try:
+        yield
+    finally:
+        WITHOUT_TORCH.reset(token)
 
 
 def _execute(source: str, namespace: dict, question: str, deadline: float, *, quiet: bool = False) -> Verdict:
@@ -264,17 +298,53 @@ def _execute(source: str, namespace: dict, question: str, deadline: float, *, qu
 
 
 def _channel_verdict(error: BaseException, deadline: float, printed: str = "") -> Verdict:
+    if isinstance(error, wire.Cancelled) and time.monotonic() >= deadline:  # the answer's own time
+        return Verdict(False, printed, ename="TimeoutError",
+                       message="this test did not finish within its time limit (the answer is too slow or never "
+                               "returns)")
     if isinstance(error, wire.Cancelled):
-        message = "this test did not finish within its time limit (the answer is too slow or never returns)"
-        if time.monotonic() < deadline:
-            message = ("this test was not run: the kernel ended the test cell without answering the grader "
-                       "(the submission changed how the kernel runs cells, or the kernel stopped)")
-        return Verdict(False, printed, message=message, ename="TimeoutError", remark="cancelled")
+        return Verdict(False, printed, ename="JudgeError", remark="the test cell ended without an answer",
+                       message="this test was not run: the kernel ended the test cell without answering the grader "
+                               "(the submission changed how the kernel runs cells, or the kernel stopped)")
     if isinstance(error, wire.ChannelClosed):
         return Verdict(False, printed, ename="KernelDied", remark="channel closed",
                        message="this test could not be judged: the kernel stopped answering the grader")
     return Verdict(False, printed, ename="JudgeError", remark=str(error)[:200],
                    message="this test could not be judged: the kernel's answers to the grader were unreadable")
+
+
+def _python(source: str) -> str:
+    """A cell's source as plain Python (IPython's magics and shell escapes transformed away)."""
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager  # noqa: PLC0415
+
+        return TransformerManager().transform_cell(source)
+    except Exception:  # noqa: BLE001 - a cell IPython cannot read is left as it is
+        return source
+
+
+class _Definitions(dict):
+    """{name: index of the course cell that binds it at top level}, with the cells' sources."""
+
+    sources: list[str]
+
+
+def _top_level_definitions(sources: list[str]) -> _Definitions:
+    out = _Definitions()
+    out.sources = sources
+    for index, source in enumerate(sources):
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else \
+                [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
+            for target in targets:
+                out.update({n.id: index for n in ast.walk(target) if isinstance(n, ast.Name)})
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                out[node.name] = index
+    return out
 
 
 def _free_names(tree: ast.AST) -> set[str]:

@@ -15,8 +15,10 @@ def summary(run: GradeRun) -> str:
     lines = []
     n = len(run.records)
     per = run.seconds / n if n else 0.0
+    where = (f"on the Dask cluster at {run.scheduler} ({run.jobs} worker thread{'s' if run.jobs != 1 else ''})"
+             if run.scheduler else f"with {run.jobs} job{'s' if run.jobs != 1 else ''}")
     lines.append(f"{run.assignment}: {n} submission{'s' if n != 1 else ''} graded in {run.seconds:.1f} s "
-                 f"with {run.jobs} job{'s' if run.jobs != 1 else ''} ({per:.1f} s per submission, "
+                 f"{where} ({per:.1f} s per submission, "
                  f"{60 * n / run.seconds if run.seconds else 0:.1f} per minute)")
     c = run.containment
     if c:
@@ -91,9 +93,10 @@ def summary(run: GradeRun) -> str:
                 f"{e['cell']}: {', '.join(e.get('detail', [])[:2])}" for e in kinds["delegation"]))
         if "judge_unavailable" in kinds:
             notes.append("the kernel never connected to the grader: its tests score 0")
-        if "judge" in kinds:
+        unjudged = [e for e in kinds.get("judge", []) if not e.get("passed")]
+        if unjudged:
             notes.append("tests the grader could not judge: " + ", ".join(
-                f"{e['cell']} ({e.get('detail')})" for e in kinds["judge"][:3]))
+                f"{e['cell']} ({e.get('detail')})" for e in unjudged[:3]))
         if r.get("changes"):
             notes.append("course cells put back: " + "; ".join(r["changes"][:4]))
         if r.get("dropped"):

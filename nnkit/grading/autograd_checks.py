@@ -73,6 +73,15 @@ def _Value():
 # --------------------------------------------------------------------------------------------
 # Running one local rule on reference nodes
 # --------------------------------------------------------------------------------------------
+class EngineRuleCalled(Exception):
+    """A backward rule under test called ``out._backward()``: the engine's rule, not its own."""
+
+
+def _engine_rule():
+    raise EngineRuleCalled("out._backward() is the engine's own rule for this node; "
+                           "the rule you write computes the gradients itself")
+
+
 def _binary(op: str, a: float, b: float, g: float, pre: tuple[float, float] = (0.0, 0.0), same: bool = False):
     """Reference nodes for ``out = a op b`` with ``out.grad = g`` (``same``: out = a op a)."""
     V = _Value()
@@ -99,6 +108,7 @@ def _run_binary(rule: Callable, op: str, cases: np.ndarray, *, same: bool = Fals
         if reference:
             out._backward()
         else:
+            out._backward = _engine_rule  # the rule under test must not call the engine's own
             with quiet():
                 rule(va, vb, out)
         rows.append(va.grad if same else (va.grad, vb.grad))
@@ -221,6 +231,7 @@ def _run_unary(rule: Callable | None, fn: str, cases: np.ndarray, pre: np.ndarra
         if rule is None:
             out._backward()
         else:
+            out._backward = _engine_rule  # the rule under test must not call the engine's own
             with quiet():
                 rule(a, out)
         grads.append(a.grad)

@@ -99,6 +99,8 @@ def _wrap_class(cls, owner: str, done: set) -> None:
     for attr, value in list(vars(cls).items()):
         if attr.startswith("__") and attr != "__call__":
             continue
+        if not isinstance(value, (staticmethod, classmethod, *_CALLABLES)):
+            continue
         target = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
         if not isinstance(target, (types.FunctionType, types.BuiltinFunctionType)):
             continue
@@ -113,24 +115,29 @@ def _wrap_class(cls, owner: str, done: set) -> None:
             continue
 
 
+_CALLABLES = (types.FunctionType, types.BuiltinFunctionType)
+
+
 def _wrap_module(module, forbid, allow, done: set, replaced: dict) -> None:
+    """Guard the functions and classes a forbidden module defines. Only plain functions and
+    classes are looked at: other objects (PyTorch's lazy ones) may run code when inspected."""
     for attr, value in list(vars(module).items()):
-        if attr.startswith("__") or id(value) in _ALLOWED_OBJECTS:
+        if attr.startswith("__") or id(value) in _ALLOWED_OBJECTS or not isinstance(value, (type, *_CALLABLES)):
             continue
-        home = getattr(value, "__module__", None) or ""
-        if not isinstance(home, str) or not _forbidden(f"{home}.{getattr(value, '__qualname__', attr)}",
-                                                        forbid, allow):
-            continue
-        if isinstance(value, type):
-            _wrap_class(value, home, done)
-        elif callable(value) and not isinstance(value, types.ModuleType):
-            guarded = replaced.get(id(value))
-            if guarded is None:
-                guarded = replaced[id(value)] = _guard(value, _qualified(value, home))
-            try:
-                setattr(module, attr, guarded)
-            except (TypeError, AttributeError):
+        try:
+            home = value.__module__ if isinstance(value.__module__, str) else ""
+            name = f"{home}.{getattr(value, '__qualname__', attr)}"
+            if not _forbidden(name, forbid, allow):
                 continue
+            if isinstance(value, type):
+                _wrap_class(value, home, done)
+            else:
+                guarded = replaced.get(id(value))
+                if guarded is None:
+                    guarded = replaced[id(value)] = _guard(value, _qualified(value, home))
+                setattr(module, attr, guarded)
+        except Exception:  # noqa: BLE001, S112 - an attribute that cannot be read or set stays as it is
+            continue
 
 
 class _RefuseImports(importlib.abc.MetaPathFinder):
@@ -169,15 +176,18 @@ def _rebind_namespace(namespace: dict, forbid, allow, done: set, replaced: dict)
     """References the student's code already holds (``from nnkit.functional import sigmoid``,
     default arguments, closures) are replaced by their guarded versions too."""
     def swap(value):
-        if id(value) in _ALLOWED_OBJECTS or isinstance(value, (type, types.ModuleType)):
-            if isinstance(value, type) and _forbidden(f"{value.__module__}.{value.__qualname__}", forbid, allow):
-                _wrap_class(value, value.__module__, done)
+        if id(value) in _ALLOWED_OBJECTS or not isinstance(value, (type, *_CALLABLES)):
             return value
-        home = getattr(value, "__module__", None)
-        if callable(value) and isinstance(home, str) and \
-                _forbidden(f"{home}.{getattr(value, '__qualname__', '')}", forbid, allow):
-            return replaced.setdefault(id(value), _guard(value, _qualified(value, home)))
-        return value
+        try:
+            name = f"{value.__module__}.{getattr(value, '__qualname__', '')}"
+        except Exception:  # noqa: BLE001
+            return value
+        if not isinstance(value.__module__, str) or not _forbidden(name, forbid, allow):
+            return value
+        if isinstance(value, type):
+            _wrap_class(value, value.__module__, done)
+            return value
+        return replaced.setdefault(id(value), _guard(value, _qualified(value, value.__module__)))
 
     for key, value in list(namespace.items()):
         namespace[key] = swap(value)

@@ -52,6 +52,7 @@ Writing a new check::
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copy
 import warnings
 from dataclasses import dataclass
@@ -522,6 +523,11 @@ def available_devices() -> list[str]:
     return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
+#: set by the judge while it runs an answer again without the references it may not call: that
+#: run only asks whether the answer still works, so the comparisons with PyTorch are skipped
+WITHOUT_TORCH: contextvars.ContextVar[bool] = contextvars.ContextVar("nnkit_grading_without_torch", default=False)
+
+
 def torch_enabled() -> bool:
     """False when the environment sets ``NNKIT_GRADING_TORCH=0``: comparisons with PyTorch are skipped.
 
@@ -531,7 +537,7 @@ def torch_enabled() -> bool:
     """
     import os  # noqa: PLC0415
 
-    return os.environ.get("NNKIT_GRADING_TORCH", "1") != "0"
+    return os.environ.get("NNKIT_GRADING_TORCH", "1") != "0" and not WITHOUT_TORCH.get()
 
 
 def _to_torch(x, device: str, dtype, requires_grad: bool):

@@ -62,7 +62,7 @@ class _Unpickler(pickle.Unpickler):
     """Reads the judge's arguments; ("h", n) is a handle of this kernel, ("m", n) an object the
     judge sent earlier in this conversation (the same copy again: identity across calls)."""
 
-    def __init__(self, data: bytes, server: "_Server"):
+    def __init__(self, data: bytes, server: _Server):
         super().__init__(io.BytesIO(data))
         self.server = server
         self.tables = {"h": server.objects, "m": server.mirrors}
@@ -93,6 +93,7 @@ class _Server:
         self.snapshots: dict[int, object] = {}   # their state after the last request
         self.mirror_ids: dict[int, int] = {}
         self.in_child = False
+        self.fork_tag = None                     # in a throw-away child: the number of its fork request
 
     # -- handles ----------------------------------------------------------------------------------
     def handle_for(self, obj) -> wire.Handle:
@@ -127,6 +128,8 @@ class _Server:
             return None
         if not isinstance(request, dict) or request.get("session") != self.session:
             return None  # left over from an earlier test cell
+        if request.get("fork") != self.fork_tag:
+            return None  # meant for a throw-away child that has ended (or for its parent)
         return request
 
     def reply(self, request: dict, value=None, *, error: BaseException | None = None, changes=()) -> None:
@@ -250,7 +253,7 @@ class _Server:
                 from . import blocking
 
                 blocking.apply(args["forbid"], args["allow"], self.ns)
-                self.in_child = True
+                self.in_child, self.fork_tag = True, request.get("id")
                 self.loop()
             except BaseException:  # noqa: BLE001
                 code = 1
@@ -326,7 +329,7 @@ class _Answer(wire.Encoder):
         home = getattr(type(x), "__module__", "") or ""
         if not home.startswith("nnkit.") or home.startswith(self._NNKIT_SKIP) or "." in type(x).__qualname__:
             return None
-        from nnkit.module import Module, Parameter  # noqa: PLC0415
+        from nnkit.module import Module, Parameter
 
         if not isinstance(x, (Module, Parameter)):
             return None

@@ -77,7 +77,7 @@ class _Pickler(_BasePickler):
     """Remotes go as their handle, objects already sent in this conversation as their number,
     ``Here`` functions as a callback number."""
 
-    def __init__(self, file, conversation: "Conversation"):
+    def __init__(self, file, conversation: Conversation):
         super().__init__(file, protocol=5)
         self.sent, self.callbacks = conversation._sent, conversation._callbacks
 
@@ -119,7 +119,8 @@ class Conversation:
             raise ForkEnded("the throw-away kernel has ended")
         payload, mirror = self._dump(args)
         number = next(self._ids)
-        envelope = {"session": self.session, "id": number, "op": op, "payload": payload, "mirror": mirror}
+        envelope = {"session": self.session, "id": number, "op": op, "payload": payload, "mirror": mirror,
+                    "fork": self.fork_id}
         wire.send_frame(self.sock, pickle.dumps(envelope, protocol=5))
         answer = self._answer(number)
         if "blocked" in answer and isinstance(answer["blocked"], list):
@@ -236,7 +237,7 @@ def _nnkit_name(dotted: str):
 
 
 class _AnswerDecoder(wire.Decoder):
-    def __init__(self, conversation: "Conversation"):
+    def __init__(self, conversation: Conversation):
         self.conversation = conversation
 
     def handle(self, h: wire.Handle):
@@ -248,7 +249,7 @@ class _AnswerDecoder(wire.Decoder):
         return self.conversation._objects[number]
 
     def new_nnkit(self, class_name: str):
-        from nnkit.module import Module, Parameter  # noqa: PLC0415
+        from nnkit.module import Module, Parameter
 
         cls = _nnkit_name(class_name)
         if not (isinstance(cls, type) and issubclass(cls, (Module, Parameter))):

@@ -87,7 +87,10 @@ def _slot_names(klass) -> tuple[str, ...]:
 def send_frame(sock: socket.socket, payload: bytes) -> None:
     if len(payload) > MAX_FRAME:
         raise WireError(f"a message of {len(payload)} bytes is over the limit of {MAX_FRAME}")
-    sock.sendall(_HEADER.pack(len(payload)) + payload)
+    try:
+        sock.sendall(_HEADER.pack(len(payload)) + payload)
+    except OSError as e:  # the other end is gone (a stopped kernel: broken pipe)
+        raise ChannelClosed(f"the channel is closed ({type(e).__name__})") from None
 
 
 def _recv_exact(sock: socket.socket, n: int, wait: Callable[[], None]) -> bytes:
@@ -155,7 +158,7 @@ class Encoder:
             self.buffers.append(bytes(x))
             return {"t": "bytes", "b": len(self.buffers) - 1}
         if _plain_array(x):
-            arr = np.ascontiguousarray(x)
+            arr = np.ascontiguousarray(x) if isinstance(x, np.ndarray) else np.asarray(x)  # a scalar stays 0-d
             self.buffers.append(arr.tobytes())
             return {"t": "nd" if isinstance(x, np.ndarray) else "scalar", "d": arr.dtype.str,
                     "s": list(arr.shape), "b": len(self.buffers) - 1}

@@ -69,3 +69,46 @@ MUTATIONS = {
             return params"""), "changed its argument 1 `params` in place"),
     ],
 }
+
+# Answers that get their result from a shipped reference instead of computing it: each scores 0
+# for its question, with the remark "not accepted: the answer calls …".
+DELEGATIONS = {
+    "sigmoid": [
+        ("calls the reference", _fn("sigmoid(z)", "return nk.functional.sigmoid(z)"), "not accepted"),
+    ],
+    "sigmoid_prime": [
+        ("autograd", "import torch\n\n\n" + _fn("sigmoid_prime(z)", """
+            t = torch.tensor(np.asarray(z, dtype=float), requires_grad=True)
+            torch.sigmoid(t).sum().backward()
+            return t.grad.numpy()"""), "not accepted"),
+    ],
+    "forward": [
+        ("reference in a helper", "import torch\n\n\n" + _fn("_linear(A, W, b)", """
+            return torch.nn.functional.linear(torch.as_tensor(A), torch.as_tensor(W), torch.as_tensor(b)).numpy()
+            """) + "\n\n\n" + _fn("forward(X, W1, b1, W2, b2)", """
+            Z1 = _linear(X, W1, b1)
+            A1 = sigmoid(Z1)
+            return Z1, A1, _linear(A1, W2, b2)"""), "not accepted"),
+    ],
+    "mse_grad": [
+        ("library loss", _fn("mse_grad(Y_hat, Y)", """
+            loss = nk.MSELoss(reduction="sum")
+            loss.forward(Y_hat, Y)
+            return loss.backward() / Y_hat.shape[0]"""), "not accepted"),
+    ],
+    "output_layer_grads": [
+        ("grading's reference", _fn("output_layer_grads(A1, Y_hat, Y)",
+                                    "return G.ref_output_layer_grads(A1, Y_hat, Y)"), "not accepted"),
+    ],
+    "gradient_step": [
+        ("library optimiser under an alias", "from nnkit.optim import SGD as Optimiser\n\n\n" + _fn(
+            "gradient_step(params, grads, lr)", """
+            ps = [nk.Parameter(np.array(p, dtype=float)) for p in params]
+            for p, g in zip(ps, grads):
+                p.grad = np.array(g, dtype=float)
+            Optimiser(ps, lr=lr).step()
+            return [p.data for p in ps]"""), "not accepted"),
+    ],
+}
+for _question, _entries in DELEGATIONS.items():
+    MUTATIONS[_question] = MUTATIONS[_question] + _entries

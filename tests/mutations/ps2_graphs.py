@@ -147,3 +147,72 @@ def l_x(w, x):
 ''', "wrong rule"),
     ],
 }
+
+# Answers that get their result from a shipped reference instead of computing it: each scores 0
+# for its question, with the remark "not accepted: the answer calls …".
+DELEGATIONS = {
+    "add_backward": [
+        ("the engine's backward", '''
+def add_backward(a, b, out):
+    """Rebuilds a + b with the library's Value and lets its backward fill the gradients."""
+    x, y = nk.autograd.Value(a.data), nk.autograd.Value(b.data)
+    (x + y).backward(out.grad)
+    a.grad += x.grad
+    b.grad += y.grad
+''', "not accepted"),
+    ],
+    "mul_backward": [
+        ("autograd", '''
+import torch
+
+
+def mul_backward(a, b, out):
+    x = torch.tensor(a.data, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor(b.data, dtype=torch.float64, requires_grad=True)
+    (x * y).backward(torch.tensor(out.grad, dtype=torch.float64))
+    a.grad += x.grad.item()
+    b.grad += y.grad.item()
+''', "not accepted"),
+    ],
+    "function_rules": [
+        ("the engine's backward in a helper", '''
+def _engine_grad(x, op, g):
+    v = nk.autograd.Value(x)
+    getattr(v, op)().backward(g)
+    return v.grad
+
+
+def sigmoid_backward(a, out):
+    a.grad += _engine_grad(a.data, "sigmoid", out.grad)
+
+
+def log_backward(a, out):
+    a.grad += _engine_grad(a.data, "log", out.grad)
+''', "not accepted"),
+    ],
+    "backprop": [
+        ("the engine's backward", '''
+def backprop(root):
+    root.backward()
+''', "not accepted"),
+    ],
+    "l_x": [
+        ("autograd", '''
+import torch
+
+
+def l_x(w, x):
+    """−log σ(w·x) and its gradient from PyTorch, returned as a Value with that value and gradient."""
+    wt = torch.tensor([wi.data for wi in w], dtype=torch.float64, requires_grad=True)
+    loss = -torch.nn.functional.logsigmoid(wt @ torch.tensor(x, dtype=torch.float64))
+    loss.backward()
+    g = [float(gi) for gi in wt.grad]
+    out = w[0] * g[0] + (float(loss) - g[0] * w[0].data)
+    for wi, gi in zip(w[1:], g[1:]):
+        out = out + wi * gi - gi * wi.data
+    return out
+''', "not accepted"),
+    ],
+}
+for _question, _entries in DELEGATIONS.items():
+    MUTATIONS[_question] = MUTATIONS[_question] + _entries

@@ -122,3 +122,58 @@ MUTATIONS = {
         ("ignores rng", _train(order="np.random.permutation(N)"), "numpy's global"),
     ],
 }
+
+# Answers that get their result from a shipped reference instead of computing it: each scores 0
+# for its question, with the remark "not accepted: the answer calls …".
+DELEGATIONS = {
+    "delta_output": [
+        ("library layer's backward", _fn("delta_output(A_L, Z_L, Y)", """
+            act = nk.Sigmoid()
+            act.forward(Z_L)
+            return act.backward(mse_grad(A_L, Y))"""), "not accepted"),
+    ],
+    "delta_hidden": [
+        ("autograd", "import torch\n\n\n" + _fn("delta_hidden(delta_next, W_next, Z)", """
+            z = torch.tensor(Z, dtype=torch.float64, requires_grad=True)
+            z_next = torch.sigmoid(z) @ torch.tensor(W_next, dtype=torch.float64).T
+            z_next.backward(torch.tensor(delta_next, dtype=torch.float64))
+            return z.grad.numpy()"""), "not accepted"),
+    ],
+    "param_grads": [
+        ("library layer's backward", _fn("param_grads(delta, A_prev)", """
+            layer = nk.Linear(A_prev.shape[1], delta.shape[1], rng=0)
+            layer.forward(A_prev)
+            layer.backward(delta)
+            return layer.weight.grad, layer.bias.grad"""), "not accepted"),
+    ],
+    "backward": [
+        ("grading's reference", _fn("backward(X, Y, Ws, bs)", "return G.ref_mlp_backward(X, Y, Ws, bs)"),
+         "not accepted"),
+    ],
+    "numerical_gradient": [
+        ("library gradcheck", _fn("numerical_gradient(f, x, eps=1e-6)",
+                                  "return nk.gradcheck.numerical_gradient(f, x, h=eps)"), "not accepted"),
+    ],
+    "train": [
+        ("library optimiser in a helper", _fn("_sgd_step(Ws, bs, dWs, dbs, lr)", """
+            params = [nk.Parameter(p.copy()) for p in Ws + bs]
+            for p, g in zip(params, dWs + dbs):
+                p.grad = np.array(g, dtype=float)
+            nk.optim.SGD(params, lr=lr).step()
+            return [p.data for p in params[:len(Ws)]], [p.data for p in params[len(Ws):]]""") + "\n\n\n" + _fn(
+            "train(X, Y, Ws, bs, lr, epochs, batch_size, rng)", """
+            Ws, bs = [W.copy() for W in Ws], [b.copy() for b in bs]
+            losses = []
+            N = X.shape[0]
+            for epoch in range(epochs):
+                order = rng.permutation(N)
+                for start in range(0, N, batch_size):
+                    idx = order[start:start + batch_size]
+                    _, dWs, dbs = backward(X[idx], Y[idx], Ws, bs)
+                    Ws, bs = _sgd_step(Ws, bs, dWs, dbs, lr)
+                losses.append(mse_loss(forward_mlp(X, Ws, bs)[1][-1], Y))
+            return Ws, bs, losses"""), "not accepted"),
+    ],
+}
+for _question, _entries in DELEGATIONS.items():
+    MUTATIONS[_question] = MUTATIONS[_question] + _entries

@@ -127,3 +127,86 @@ def toy_gradients(w, b, x, y):
 ''', "missing f′(z) factor"),
     ],
 }
+
+# Answers that get their result from a shipped reference instead of computing it: each scores 0
+# for its question, with the remark "not accepted: the answer calls …".
+DELEGATIONS = {
+    "relu_prime": [
+        ("library layer in a helper", '''
+def _derivative(layer, z):
+    """f′(z) from a layer: its backward of a gradient of ones."""
+    layer.forward(z)
+    return layer.backward(np.ones_like(z))
+
+
+def relu_prime(z):
+    return _derivative(nk.ReLU(), z)
+''', "not accepted"),
+    ],
+    "leaky_relu_prime": [
+        ("autograd", '''
+import torch
+
+
+def leaky_relu_prime(z, negative_slope=0.01):
+    t = torch.tensor(np.asarray(z, dtype=float), requires_grad=True)
+    torch.nn.functional.leaky_relu(t, negative_slope).sum().backward()
+    return t.grad.numpy()
+''', "not accepted"),
+    ],
+    "tanh_prime": [
+        ("library layer's backward", '''
+def tanh_prime(z):
+    layer = nk.Tanh()
+    layer.forward(z)
+    return layer.backward(np.ones_like(z))
+''', "not accepted"),
+    ],
+    "softmax": [
+        ("reference under an alias", '''
+from nnkit.functional import softmax as sm
+
+
+def softmax(z):
+    return sm(z)
+''', "not accepted"),
+    ],
+    "log_softmax": [
+        ("PyTorch", '''
+import torch
+
+
+def log_softmax(z):
+    return torch.log_softmax(torch.as_tensor(z), dim=-1).numpy()
+''', "not accepted"),
+    ],
+    "cross_entropy": [
+        ("library loss", '''
+def cross_entropy(z, y):
+    loss_fn = nk.CrossEntropyLoss()
+    loss = loss_fn.forward(z, y)
+    return float(loss), loss_fn.backward()
+''', "not accepted"),
+    ],
+    "bce_with_logits": [
+        ("autograd", '''
+import torch
+
+
+def bce_with_logits(z, y):
+    t = torch.tensor(np.asarray(z, dtype=float), requires_grad=True)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(t, torch.as_tensor(np.asarray(y, dtype=float)))
+    loss.backward()
+    return float(loss), t.grad.numpy()
+''', "not accepted"),
+    ],
+    "toy_gradients": [
+        ("grading's reference", '''
+def toy_gradients(w, b, x, y):
+    d_mse, d_ce = G._toy_reference(w, b, x, y)
+    return d_mse, d_ce
+''', "not accepted"),
+    ],
+}
+for _question, _entries in DELEGATIONS.items():
+    MUTATIONS[_question] = MUTATIONS[_question] + _entries

@@ -167,3 +167,76 @@ def fgsm(model, loss_fn, x, y, epsilon):
 ''', "gradient taken in training mode"),
     ],
 }
+
+# Answers that get their result from a shipped reference instead of computing it: each scores 0
+# for its question, with the remark "not accepted: the answer calls …". Where the question hands
+# over an nnkit model (l2_penalty, fgsm) or builds on nk.Module (Dropout), the answer calls what
+# the question asks to write: the library's optimiser, attack or layer, or PyTorch's autograd.
+DELEGATIONS = {
+    "sgd_momentum": [
+        ("library optimiser", '''
+def sgd_momentum_step(theta, grad, velocity, lr, momentum):
+    p = nk.Parameter(np.array(theta, dtype=float))
+    p.grad = np.array(grad, dtype=float)
+    opt = nk.optim.SGD([p], lr=lr, momentum=momentum)
+    opt._velocity = [np.array(velocity, dtype=float)]
+    opt.step()
+    return p.data, (opt._velocity[0] if momentum else p.grad)
+''', "not accepted"),
+    ],
+    "l2_penalty": [
+        ("autograd", '''
+import torch
+
+
+def l2_penalty(model, lam):
+    penalty = 0.0
+    for p in model.parameters():
+        if p.data.ndim > 1:
+            w = torch.tensor(p.data, requires_grad=True)
+            term = 0.5 * lam * (w ** 2).sum()
+            term.backward()
+            penalty += float(term)
+            p.grad += w.grad.numpy()
+    return penalty
+''', "not accepted"),
+    ],
+    "dropout": [
+        ("subclass of the library's layer", '''
+class Dropout(nk.Dropout):
+    """Inverted dropout; p is the probability of dropping a unit (PyTorch's meaning)."""
+
+    def __init__(self, p=0.5, rng=None):
+        super().__init__(p, rng=rng)
+''', "not accepted"),
+    ],
+    "early_stopping": [
+        ("grading's reference", '''
+class EarlyStopping:
+    """Asks the grading module's oracle (nk.train.fit's own rule) after every epoch."""
+
+    def __init__(self, patience):
+        self.patience = patience
+        self.best_loss = float("inf")
+        self.best_epoch = None
+        self.epoch = -1
+        self.losses = []
+
+    def step(self, val_loss):
+        self.epoch += 1
+        self.losses.append(val_loss)
+        self.best_loss = min(self.best_loss, val_loss)
+        stop, best = G._fit_oracle(self.losses, self.patience)
+        self.best_epoch = int(best)
+        return stop == self.epoch
+''', "not accepted"),
+    ],
+    "fgsm": [
+        ("library attack", '''
+def fgsm(model, loss_fn, x, y, epsilon):
+    return nk.attacks.fgsm(model, loss_fn, x, y, epsilon)
+''', "not accepted"),
+    ],
+}
+for _question, _entries in DELEGATIONS.items():
+    MUTATIONS[_question] = MUTATIONS[_question] + _entries

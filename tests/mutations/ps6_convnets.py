@@ -194,3 +194,55 @@ def build_convnet(rng=None):
 ''', "ignores the generator it is given"),
     ],
 }
+
+# Answers that get their result from a shipped reference instead of computing it: each scores 0
+# for its question, with the remark "not accepted: the answer calls …". build_convnet builds from
+# nnkit's layers, as it should; its delegating answer returns one of nnkit's ready-made models.
+DELEGATIONS = {
+    "conv_forward_loops": [
+        ("PyTorch", '''
+import torch
+
+
+def conv2d_forward_loops(x, W, b, stride=1, padding=0):
+    return torch.nn.functional.conv2d(torch.as_tensor(x), torch.as_tensor(W), torch.as_tensor(b),
+                                      stride=stride, padding=padding).numpy()
+''', "not accepted"),
+    ],
+    "conv_backward_loops": [
+        ("grading's reference", '''
+def conv2d_backward_loops(dout, x, W, stride=1, padding=0):
+    return G._ref_backward(dout, x, W, stride, padding)
+''', "not accepted"),
+    ],
+    "conv_forward_vectorised": [
+        ("library convolution", '''
+def conv2d_forward_vectorised(x, W, b, stride=1, padding=0):
+    return nk.functional.conv2d(x, W, b, stride, padding)
+''', "not accepted"),
+    ],
+    "maxpool_backward": [
+        ("library pooling in a helper", '''
+from nnkit.functional.conv import maxpool2d_backward_naive, maxpool2d_forward_naive
+
+
+def _route(dout, x, k, s):
+    _, cache = maxpool2d_forward_naive(x, k, s)
+    return maxpool2d_backward_naive(dout, cache)
+
+
+def maxpool_backward(dout, x, kernel_size, stride):
+    return _route(dout, x, kernel_size, stride)
+''', "not accepted"),
+    ],
+    "convnet": [
+        ("library model", '''
+def build_convnet(rng=None):
+    """A small convnet: (N, 1, 8, 8) images → (N, 10) logits."""
+    rng = nk.get_rng(rng)
+    return nk.models.lenet_digits(rng, channels=(8, 16), hidden=32)
+''', "not accepted"),
+    ],
+}
+for _question, _entries in DELEGATIONS.items():
+    MUTATIONS[_question] = MUTATIONS[_question] + _entries

@@ -239,3 +239,78 @@ def measure_scales(X, Ws, G, activation):
 ''', "standard deviation instead of root mean square"),
     ],
 }
+
+# Answers that get their result from a shipped reference instead of computing it: each scores 0
+# for its question, with the remark "not accepted: the answer calls …".
+DELEGATIONS = {
+    "batchnorm_forward": [
+        ("grading's reference", '''
+def batchnorm_forward(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    return G.batchnorm_reference(x, gamma, beta, running_mean, running_var, training, momentum, eps)
+''', "not accepted"),
+    ],
+    "batchnorm_backward": [
+        ("autograd", '''
+import torch
+
+
+def batchnorm_backward(dout, x, gamma, eps=1e-5):
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    gt = torch.tensor(gamma, dtype=torch.float64, requires_grad=True)
+    bt = torch.zeros_like(gt, requires_grad=True)
+    out = torch.nn.functional.batch_norm(xt, None, None, gt, bt, training=True, eps=eps)
+    out.backward(torch.tensor(dout, dtype=torch.float64))
+    return xt.grad.numpy(), gt.grad.numpy(), bt.grad.numpy()
+''', "not accepted"),
+    ],
+    "silu_prime": [
+        ("autograd", '''
+import torch
+
+
+def silu_prime(z):
+    t = torch.tensor(np.asarray(z, dtype=float), requires_grad=True)
+    torch.nn.functional.silu(t).sum().backward()
+    return t.grad.numpy()
+''', "not accepted"),
+    ],
+    "huber_loss": [
+        ("grading's reference", '''
+def huber_loss(z, y, delta=1.0):
+    return G.huber_reference(z, y, delta)
+''', "not accepted"),
+    ],
+    "conv_input_grad": [
+        ("autograd in a helper", '''
+import torch
+
+
+def _input_grad(dout, W, x_shape, stride, padding):
+    x = torch.zeros(tuple(x_shape), dtype=torch.float64, requires_grad=True)
+    out = torch.nn.functional.conv2d(x, torch.tensor(W, dtype=torch.float64), stride=stride, padding=padding)
+    out.backward(torch.tensor(dout, dtype=torch.float64))
+    return x.grad.numpy()
+
+
+def conv2d_input_grad(dout, W, x_shape, stride=1, padding=0):
+    return _input_grad(dout, W, x_shape, stride, padding)
+''', "not accepted"),
+    ],
+    "predict_scales": [
+        ("grading's reference", '''
+def predict_scales(widths, gain, activation):
+    return G.predict_scales_reference(widths, gain, activation)
+''', "not accepted"),
+    ],
+    "measure_scales": [
+        ("grading's reference under an alias", '''
+from nnkit.grading.derivations import measure_scales_reference as measured
+
+
+def measure_scales(X, Ws, G, activation):
+    return measured(X, Ws, G, activation)
+''', "not accepted"),
+    ],
+}
+for _question, _entries in DELEGATIONS.items():
+    MUTATIONS[_question] = MUTATIONS[_question] + _entries
