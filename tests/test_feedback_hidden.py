@@ -164,7 +164,7 @@ def test_hidden_message_reveals_no_expected_value(assignment, question, index):
         except AssertionError as err:
             message = str(err)
         else:
-            pytest.skip(f"the hidden check passes {bug!r} (the visible check catches it)")
+            pytest.skip(f"the hidden check alone passes {bug!r} (the visible check or the judge catches it)")
     assert "hidden check" in message, message
     assert not leaked(message, expected), f"{message!r} shows {leaked(message, expected)}"
 
