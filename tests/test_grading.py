@@ -116,10 +116,56 @@ def test_call_works_on_copies_and_is_silent(capfd):
         return np.exp(np.array([1000.0])) + x.sum()
 
     x = np.ones(3)
-    C.call(C.Feedback("q"), noisy, x)
+    C.call(C.Feedback("q"), noisy, x, may_modify=True)  # a question that asks for an in-place update
     assert np.all(x == 1)
     captured = capfd.readouterr()
     assert captured.err == ""
+
+
+def test_call_fails_an_answer_that_modifies_an_argument_and_names_it():
+    def scales_z(delta_next, W_next, Z):
+        Z *= 2.0
+        return Z
+
+    Z = np.ones((2, 3))
+    msg = fails(C.call, C.Feedback("q", hidden=True), scales_z, np.ones((2, 2)), np.ones((2, 3)), Z,
+                name="delta_hidden(delta_next, W_next, Z)")
+    assert C.MODIFIES_INPUT in msg and "argument 3 `Z`" in msg and np.all(Z == 1)
+    # without names in the label: the position alone; keyword arguments by their name
+    msg = fails(C.call, C.Feedback("q"), lambda a, b: b.fill(0), np.ones(2), np.ones(2))
+    assert "argument 2" in msg and "returned None" in msg
+    msg = fails(C.call, C.Feedback("q"), lambda a, *, out: out.fill(0), np.ones(2), out=np.ones(2))
+    assert "argument `out`" in msg
+
+
+def test_call_sees_changes_inside_lists_and_dicts_and_allows_what_the_question_asks():
+    def step(params, grads, lr):
+        for p, g in zip(params, grads):
+            p -= lr * g
+        return [p.copy() for p in params]
+
+    params, grads = [np.ones(3), np.ones(2)], [np.ones(3), np.ones(2)]
+    msg = fails(C.call, C.Feedback("q"), step, params, grads, 0.1, name="gradient_step(params, grads, lr)")
+    assert "argument 1 `params`" in msg and np.all(params[0] == 1)
+    msg = fails(C.call, C.Feedback("q"), lambda d: d["w"].fill(0) or 1.0, {"w": np.ones(2)})
+    assert C.MODIFIES_INPUT in msg
+    # the question's in-place update is allowed, by position or by name; other arguments are still watched
+    assert C.call(C.Feedback("q"), step, params, grads, 0.1, may_modify=[0])[0][0] == pytest.approx(0.9)
+    assert C.call(C.Feedback("q"), step, params, grads, 0.1, name="gradient_step(params, grads, lr)",
+                  may_modify=["params"])[0][0] == pytest.approx(0.9)
+    msg = fails(C.call, C.Feedback("q"), lambda a, b: b.fill(0), np.ones(2), np.ones(2), may_modify=[0])
+    assert "argument 2" in msg
+    # nan stays nan: not a change; copy_inputs=False compares with a copy taken before the call
+    assert C.call(C.Feedback("q"), lambda a: 1.0, np.array([np.nan, 1.0])) == 1.0
+    x = np.ones(2)
+    assert "argument 1" in fails(C.call, C.Feedback("q"), lambda a: a.fill(3), x, copy_inputs=False)
+
+
+def test_relative_error_has_one_definition():
+    import nnkit as nk
+
+    assert C.relative_error is nk.gradcheck.relative_error
+    assert nk.grading.relative_error is nk.gradcheck.relative_error
 
 
 def test_reference_bindings_swap_and_restore_globals():

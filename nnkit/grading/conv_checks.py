@@ -36,6 +36,7 @@ from .core import (
     call,
     check_against_torch,
     check_array,
+    check_uses_generator,
     close,
     numerical_gradient,
     quiet,
@@ -463,6 +464,13 @@ def check_convnet(build_convnet: Callable, *, hidden: bool = False) -> None:
     # the same model in PyTorch gives the same logits (on every device)
     check_against_torch(fb, "model(x)", lambda xx: model.forward(np.asarray(xx, dtype=np.float64)),
                         lambda xt: nk.parity.to_torch(model, dtype=xt.dtype, device=str(xt.device)).eval()(xt), [x])
+    # the initial weights come from the generator build_convnet is given, and from nothing else
+    def initial_weights(seed):
+        built = call(fb, build_convnet, name=f"build_convnet(rng={seed})", rng=seed)
+        return [np.asarray(p.data, dtype=float) for p in built.parameters()]
+
+    check_uses_generator(fb, "build_convnet(rng=seed)", initial_weights, (0, 1) if not hidden else (2, 3),
+                         differ="the initial weights")
     seed = 0 if not hidden else 1
     start = time.perf_counter()
     trained, acc = call(fb, train_and_evaluate, build_convnet, seed, name=f"training build_convnet(rng={seed})")

@@ -24,8 +24,9 @@ A test cell of an nbgrader assignment calls one ``check_<question>`` function (i
 
 Every failure goes through a ``Feedback`` and becomes ``AssertionError("[question] ...")`` —
 one sentence a teaching assistant would say. In a *hidden* check the message gives the
-category, the shapes and the size of the error, never the expected array; a visible check
-may show the first wrong entry. A passing visible check prints "visible checks passed", never
+category, the shapes and how many entries are wrong, never an expected value nor a magnitude
+one could be read from (no error size); a visible check may show the largest error and the
+first wrong entry. A passing visible check prints "visible checks passed", never
 "all tests passed" (the hidden tests have not run yet).
 
 Usage in a test cell::
@@ -59,6 +60,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from nnkit.gradcheck import relative_error  # the course's one definition, documented there
+
 # --- bug classes: the phrases feedback uses (mutation tables match on them) ------------------
 WRONG_SHAPE = "wrong shape"
 WRONG_VALUES = "wrong values"
@@ -76,6 +79,9 @@ NO_ACCUMULATION = "no accumulation under fan-out"
 DROPOUT_MASK_NOT_REUSED = "dropout mask not reused"
 DROPOUT_NOT_RESCALED = "dropout not rescaled"
 MODIFIES_INPUT = "modifies its input"
+NOT_REPRODUCIBLE = "not reproducible with the same seed"
+IGNORES_SEED = "ignores the generator it is given"
+GLOBAL_RNG = "changes numpy's global random state"
 
 #: default tolerances, stated in every message: student (float64) vs nnkit reference (float64)
 RTOL, ATOL = 1e-7, 1e-10
@@ -153,24 +159,68 @@ def _copy(x):
     return x
 
 
+def _unchanged(before, after) -> bool:
+    """True when ``after`` still equals ``before`` (arrays, and lists, tuples and dicts of them;
+    other objects are not compared)."""
+    if isinstance(before, np.ndarray):
+        if not isinstance(after, np.ndarray) or after.shape != before.shape:
+            return False
+        try:
+            return bool(np.array_equal(before, after, equal_nan=before.dtype.kind in "fc"))
+        except (TypeError, ValueError):
+            return bool(np.array_equal(before, after))
+    if isinstance(before, (list, tuple)):
+        return isinstance(after, (list, tuple)) and len(after) == len(before) and \
+            all(_unchanged(b, a) for b, a in zip(before, after))
+    if isinstance(before, dict):
+        return isinstance(after, dict) and after.keys() == before.keys() and \
+            all(_unchanged(before[k], after[k]) for k in before)
+    return True
+
+
+def _argument_names(label: str, count: int) -> list[str | None]:
+    """The parameter names a label such as 'delta_hidden(delta_next, W_next, Z) for …' gives the
+    positional arguments ([None, ...] when it names none or a different number)."""
+    import re  # noqa: PLC0415
+
+    found = re.match(r"[\w.]+\(([^()]*)\)", label.strip())
+    if found and found.group(1).strip():
+        names = [part.split("=")[0].strip() for part in found.group(1).split(",")]
+        if len(names) == count and all(n.isidentifier() for n in names):
+            return list(names)
+    return [None] * count
+
+
 def call(fb: Feedback, fn: Callable, *args, name: str | None = None, copy_inputs: bool = True,
-         probes: Sequence[Probe] = (), **kwargs):
+         probes: Sequence[Probe] = (), may_modify: bool | Iterable[int | str] = (),
+         arg_names: Sequence[str | None] | None = None, **kwargs):
     """``fn(*args, **kwargs)`` on copies of the inputs, quietly; an exception becomes a failure.
 
     NotImplementedError (the released stub) says the question is not answered yet; any other
     exception is reported with its type, its message and the shapes of the inputs, and the
     ``probes`` are asked for the likely bug (a transposed W usually shows up as a shape error).
+
+    Side effects: after the call the arguments the function was handed (arrays, and lists,
+    tuples and dicts of arrays) are compared with the originals; an answer that changed one
+    fails with ``MODIFIES_INPUT``, naming the argument by position and by name (from
+    ``arg_names``, or from a ``name`` such as ``"f(X, W)"``). ``may_modify`` lists the
+    positions (0-based) or keyword names a question allows to be updated in place (True: all).
+    In a graded run the arrays changed in the student's kernel are copied back onto the ones
+    handed over, so the comparison sees them.
     """
     __tracebackhide__ = True
     label = name or f"{getattr(fn, '__name__', 'your function')}(...)"
     if not callable(fn):
         fb.fail(WRONG_TYPE, f"{label}: expected a function, got {type(fn).__name__}")
     if copy_inputs:
+        originals = (args, kwargs)
         args = tuple(_copy(a) for a in args)
         kwargs = {k: _copy(v) for k, v in kwargs.items()}
+    else:
+        originals = (tuple(_copy(a) for a in args), {k: _copy(v) for k, v in kwargs.items()})
     try:
         with quiet():
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
     except NotImplementedError:
         fb.fail(NOT_IMPLEMENTED, f"{label} is not implemented yet (it raises NotImplementedError)",
                 hint="replace the stub `raise NotImplementedError()` with your code")
@@ -182,6 +232,26 @@ def call(fb: Feedback, fn: Callable, *args, name: str | None = None, copy_inputs
         probe = diagnose(probes)
         fb.fail(RAISED, f"{label} with inputs of shape {shapes} raised {type(err).__name__}: {text}",
                 likely=probe.bug if probe else None, hint=probe.hint if probe else None)
+    if may_modify is not True:
+        _check_unchanged(fb, label, originals, (args, kwargs), set(may_modify or ()), arg_names, result)
+    return result
+
+
+def _check_unchanged(fb: Feedback, label: str, originals, handed, allowed: set, arg_names, result) -> None:
+    __tracebackhide__ = True
+    (args0, kwargs0), (args, kwargs) = originals, handed
+    names = list(arg_names) if arg_names is not None else _argument_names(label, len(args))
+    names += [None] * (len(args) - len(names))
+    changed = [(f"argument {i + 1}" + (f" `{names[i]}`" if names[i] else "")) for i in range(len(args))
+               if i not in allowed and (names[i] is None or names[i] not in allowed)
+               and not _unchanged(args0[i], args[i])]
+    changed += [f"argument `{k}`" for k in kwargs if k not in allowed and not _unchanged(kwargs0[k], kwargs[k])]
+    if changed:
+        what = " and ".join(changed)
+        returned = " and returned None" if result is None else ""
+        fb.fail(MODIFIES_INPUT, f"{label} changed its {what} in place{returned}",
+                hint="the caller's arrays must stay as they were: compute into new arrays "
+                     "(e.g. `Z = Z * s` instead of `Z *= s`, or work on `x.copy()`)")
 
 
 def try_call(fn: Callable, *args, **kwargs):
@@ -289,14 +359,16 @@ _RELATION_HINTS = {
 }
 
 
-def _error_size(got: np.ndarray, expected: np.ndarray) -> str:
+def _error_size(got: np.ndarray, expected: np.ndarray, rtol: float = RTOL, atol: float = ATOL, *,
+                hidden: bool = False) -> str:
+    """How many entries are wrong; in a visible check also the largest error (a hidden one shows
+    no magnitude: for a one-number result the error would give the expected value away)."""
     with quiet():
         diff = np.abs(got.astype(float) - expected.astype(float))
         abs_err = float(np.max(diff)) if diff.size else 0.0
-        scale = float(np.max(np.abs(expected))) if expected.size else 0.0
-        n_bad = int(np.sum(~np.isclose(got, expected, rtol=RTOL, atol=ATOL)))
-    rel = f", relative to the largest entry {abs_err / scale:.2g}" if scale > 0 else ""
-    return f"{n_bad} of {expected.size} entries differ; largest error {abs_err:.2g}{rel}"
+        n_bad = int(np.sum(~np.isclose(got, expected, rtol=rtol, atol=atol)))
+    text = f"{n_bad} of {expected.size} entries differ"
+    return text if hidden else f"{text}; largest error {abs_err:.2g}"
 
 
 def _first_wrong(got: np.ndarray, expected: np.ndarray, rtol: float, atol: float) -> str:
@@ -352,7 +424,8 @@ def mismatch(fb: Feedback, name: str, got: np.ndarray, expected: np.ndarray, *, 
         ok = np.allclose(got, expected, rtol=rtol, atol=atol, equal_nan=True)
     if ok:
         return None
-    detail = f"{name} has wrong values ({_error_size(got, expected)}; tolerance rtol={rtol:g}, atol={atol:g})"
+    detail = f"{name} has wrong values ({_error_size(got, expected, rtol, atol, hidden=fb.hidden)}; " \
+             f"tolerance rtol={rtol:g}, atol={atol:g})"
     first = fb.values(_first_wrong(got, expected, rtol, atol))
     if first:
         detail += f"; {first}"
@@ -434,13 +507,6 @@ def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, eps: flo
         flat[i] = old
         gflat[i] = (plus - minus) / (2 * eps)
     return grad
-
-
-def relative_error(a, b) -> float:
-    """max |a − b| / max(|a|, |b|, tiny): the size of a gradient-check error."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    denom = max(float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(b), initial=0.0)), 1e-300)
-    return float(np.max(np.abs(a - b), initial=0.0)) / denom
 
 
 # --- PyTorch on every device -----------------------------------------------------------------
@@ -532,6 +598,47 @@ def check_against_torch(fb: Feedback, name: str, student_fn: Callable, torch_fn:
     return devices
 
 
+def check_uses_generator(fb: Feedback, what: str, run: Callable[[Any], Any], seeds: Sequence = (0, 1), *,
+                         differ: str = "the results") -> None:
+    """A graded function that is given a generator or a seed must use it, and only it.
+
+    ``run(seed)`` calls the student's code with a fresh generator (or the seed itself, as the
+    question passes it) and returns what it made (arrays, or lists, tuples, dicts of them).
+    Three runs: ``seeds[0]`` twice, with numpy's global state set to different values before
+    each (and, in a graded run, already moved on by the first run in the student's kernel), and
+    ``seeds[1]`` once. The same seed must give the same result, the other seed a different one
+    (``differ`` says what should differ), and numpy's global state must be left alone (this last
+    part is seen where the code runs in this process).
+    """
+    __tracebackhide__ = True
+    saved = np.random.get_state()
+    try:
+        np.random.seed(20240101)
+        before = np.random.get_state()
+        first = run(seeds[0])
+        after = np.random.get_state()
+        if not (before[0] == after[0] and np.array_equal(before[1], after[1]) and before[2:] == after[2:]):
+            fb.fail(GLOBAL_RNG, f"{what} draws from or reseeds numpy's global generator (np.random.seed, "
+                                "np.random.rand, np.random.permutation …)",
+                    hint="draw every random number from the generator it is given, e.g. rng.random(shape), "
+                         "rng.permutation(n); a seed becomes a generator with np.random.default_rng(seed)")
+        np.random.seed(19700101)
+        again = run(seeds[0])
+        if not _unchanged(first, again):
+            fb.fail(NOT_REPRODUCIBLE, f"{what} gave different results when run twice with the same seed",
+                    likely="random numbers drawn from numpy's global state (np.random.rand, "
+                           "np.random.permutation …) or from a generator not made from the given seed",
+                    hint="draw every random number from the generator it is given")
+        other = run(seeds[1])
+        if _unchanged(first, other):
+            fb.fail(IGNORES_SEED, f"{what} gave the same results for two different seeds: {differ} should "
+                                  "depend on the generator it is given",
+                    likely="a fixed seed or a generator made inside the function",
+                    hint="use the generator (or seed) that is passed in, not one of your own")
+    finally:
+        np.random.set_state(saved)
+
+
 def seeded(seed: int) -> np.random.Generator:
     """The generator every check draws its crafted inputs from (fixed seeds: reproducible grading)."""
     return np.random.default_rng(seed)
@@ -542,10 +649,11 @@ def isfinite_all(*arrays: Any) -> bool:
 
 
 __all__ = [
-    "ATOL", "BATCH_FACTOR", "DROPOUT_MASK_NOT_REUSED", "DROPOUT_NOT_RESCALED", "Feedback", "MISSING_FPRIME",
-    "MODIFIES_INPUT", "NON_FINITE", "NOT_IMPLEMENTED", "NO_ACCUMULATION", "Probe", "RAISED", "RTOL",
-    "SIGN_FLIP", "TORCH_TOL", "TRANSPOSED", "TRANSPOSED_W", "UNSTABLE", "WRONG_SHAPE", "WRONG_TYPE",
-    "WRONG_VALUES", "as_array", "mismatch", "available_devices", "call", "check_against_torch", "check_array",
-    "check_layers", "close", "diagnose", "isfinite_all", "numerical_gradient", "quiet", "reference_bindings",
-    "relation", "relative_error", "seeded", "shape_of", "sup", "torch_enabled", "try_call",
+    "ATOL", "BATCH_FACTOR", "DROPOUT_MASK_NOT_REUSED", "DROPOUT_NOT_RESCALED", "Feedback", "GLOBAL_RNG",
+    "IGNORES_SEED", "MISSING_FPRIME", "MODIFIES_INPUT", "NON_FINITE", "NOT_IMPLEMENTED", "NOT_REPRODUCIBLE",
+    "NO_ACCUMULATION", "Probe", "RAISED", "RTOL", "SIGN_FLIP", "TORCH_TOL", "TRANSPOSED", "TRANSPOSED_W",
+    "UNSTABLE", "WRONG_SHAPE", "WRONG_TYPE", "WRONG_VALUES", "as_array", "mismatch", "available_devices", "call",
+    "check_against_torch", "check_array", "check_layers", "check_uses_generator", "close", "diagnose",
+    "isfinite_all", "numerical_gradient", "quiet", "reference_bindings", "relation", "relative_error", "seeded",
+    "shape_of", "sup", "torch_enabled", "try_call",
 ]

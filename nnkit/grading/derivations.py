@@ -152,6 +152,9 @@ def _bn_forward_cases(hidden: bool):
     return cases
 
 
+_BN_ARGS = ("x", "gamma", "beta", "running_mean", "running_var", "training", "momentum", "eps")
+
+
 def check_batchnorm_forward(batchnorm_forward: Callable, *, hidden: bool = False) -> None:
     """``batchnorm_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps)``
     → (out, new_running_mean, new_running_var), PyTorch's BatchNorm1d semantics."""
@@ -160,9 +163,10 @@ def check_batchnorm_forward(batchnorm_forward: Callable, *, hidden: bool = False
     fn = batchnorm_forward
     for x, gamma, beta, rm, rv, training, momentum, eps in _bn_forward_cases(hidden):
         mode = "training" if training else "evaluation"
-        label = f"batchnorm_forward(x, ..., training={training}, momentum={momentum}, eps={eps:g}) for x {x.shape}"
+        label = (f"batchnorm_forward(x, ..., training={training}, momentum={momentum}, eps={eps:g}) for x {x.shape}"
+                 if not hidden else f"batchnorm_forward(x, ..., training={training}, momentum, eps) for x {x.shape}")
         args = (x, gamma, beta, rm, rv, training, momentum, eps)
-        result = _parts(fb, label, call(fb, fn, *args, name=label), 3,
+        result = _parts(fb, label, call(fb, fn, *args, name=label, arg_names=_BN_ARGS), 3,
                         "the triple (out, new running_mean, new running_var)")
         ref = batchnorm_reference(*args)
 
@@ -241,7 +245,7 @@ def check_batchnorm_backward(batchnorm_backward: Callable, *, hidden: bool = Fal
         gamma, beta = rng.normal(1, 0.5, d), rng.normal(0, 1, d)
         dout = rng.normal(0, 1, (n, d))
         eps = 1e-5 if k % 2 == 0 else 1e-2
-        label = f"batchnorm_backward(dout, x, gamma, eps={eps:g}) for x {x.shape}"
+        label = f"batchnorm_backward(dout, x, gamma, eps{'' if hidden else f'={eps:g}'}) for x {x.shape}"
         args = (dout, x, gamma, eps)
         result = _parts(fb, label, call(fb, fn, *args, name=label), 3, "the triple (dx, dgamma, dbeta)")
         dx, dgamma, dbeta = batchnorm_backward_reference(*args)
@@ -557,9 +561,10 @@ def check_predict_scales(predict_scales: Callable, *, hidden: bool = False) -> N
               ([64, 128, 32, 256, 16], 1.0, "relu")] if not hidden else
              [([30, 60, 60, 120, 40, 5], np.sqrt(2.0), "relu"), ([20, 10, 40, 80], 1.3, "linear"),
               ([16] * 10, 1.0, "relu"), ([8, 300], 0.7, "relu"), ([100, 50, 25, 200], 0.9, "linear")])
-    for widths, gain, activation in cases:
+    for k, (widths, gain, activation) in enumerate(cases):
         L = len(widths) - 1
-        label = f"predict_scales(widths={widths}, gain={gain:.4g}, activation={activation!r})"
+        label = (f"predict_scales(widths={widths}, gain={gain:.4g}, activation={activation!r})" if not hidden else
+                 f"predict_scales(widths={widths}, gain, activation={activation!r}) with the gain of hidden case {k + 1}")
         got = _scales_as_array(fb, label, call(fb, predict_scales, list(widths), gain, activation, name=label), L)
         ref = np.array(predict_scales_reference(widths, gain, activation))
 

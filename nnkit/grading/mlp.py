@@ -27,6 +27,7 @@ from .core import (
     call,
     check_against_torch,
     check_array,
+    check_uses_generator,
     check_layers,
     close,
     numerical_gradient,
@@ -527,8 +528,8 @@ def check_backward(backward: Callable, *, hidden: bool = False) -> None:
             numeric = numerical_gradient(loss_of, Ws[0].copy())
             err = relative_error(got, numeric)
             if err > 1e-6:
-                fb.fail("gradient check failed", f"∂L/∂W¹ differs from central differences by a relative error "
-                                                 f"of {err:.2g} (tolerance 1e-6)")
+                fb.fail("gradient check failed", "∂L/∂W¹ differs from central differences by more than the "
+                                                 "tolerance, 1e-6 relative (nk.gradcheck.relative_error)")
 
             def torch_backward(X, Y, *params):
                 h, L = X, len(params) // 2
@@ -578,7 +579,9 @@ def check_numerical_gradient(numerical_gradient_fn: Callable, *, hidden: bool = 
         probes = [Probe(ONE_SIDED, lambda: close(try_call(numerical_gradient_fn, f, x.copy(), eps),
                                                  forward_difference(), rtol=1e-9, atol=1e-12),
                         "(f(x + ε) − f(x − ε)) / 2ε is accurate to O(ε²); (f(x + ε) − f(x)) / ε only to O(ε)")]
-        got = call(fb, numerical_gradient_fn, f, x, eps, name="numerical_gradient(f, x, eps)", copy_inputs=False)
+        # the question changes x in place and must put it back: checked below, with its own message
+        got = call(fb, numerical_gradient_fn, f, x, eps, name="numerical_gradient(f, x, eps)", copy_inputs=False,
+                   may_modify=["x"])
         if not np.array_equal(x, x_before):
             fb.fail(INPUT_NOT_RESTORED, f"numerical_gradient changed x (shape {shape}) and left it changed",
                     hint="put each x[i] back after evaluating f(x + ε e_i) and f(x − ε e_i)")
@@ -659,6 +662,17 @@ def check_train(train: Callable, *, hidden: bool = False) -> None:
     if acc < TRAIN_ACCURACY:
         fb.fail("low accuracy", f"the trained network classifies {acc:.1%} of the held-out digits correctly; "
                                 f"a correct loop reaches at least {TRAIN_ACCURACY:.0%} with these settings")
+    # the order comes from the generator train is given, and from nothing else
+    X_small, Y_small = X[:60], Y[:60]
+
+    def one_epoch(seed):
+        with reference_bindings(train, backward=ref_mlp_backward, forward_mlp=ref_mlp_forward, **_PS3_REFS):
+            out = call(fb, train, X_small, Y_small, Ws0, [b.copy() for b in bs], lr, 1, batch_size, seeded(seed),
+                       name="train(X, Y, Ws, bs, lr, epochs, batch_size, rng)")
+        return [list(out[0]), list(out[1])] if isinstance(out, (tuple, list)) and len(out) == 3 else out
+
+    check_uses_generator(fb, "train(..., rng) for one epoch from the same start", one_epoch, (331, 332),
+                         differ="the order of the examples, and so the trained weights,")
     fb.passed(f"held-out accuracy {acc:.1%} after {epochs} epochs")
 
 

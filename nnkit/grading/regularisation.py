@@ -35,6 +35,7 @@ from .core import (
     call,
     check_against_torch,
     check_array,
+    check_uses_generator,
     close,
     quiet,
     seeded,
@@ -166,7 +167,7 @@ def check_sgd_momentum(sgd_momentum_step: Callable, *, hidden: bool = False) -> 
     runs = [(4, 0.1, 0.9, 8, 51)] if not hidden else [(6, 0.05, 0.9, 25, 52), (3, 0.2, 0.5, 10, 53),
                                                        (5, 0.1, 0.0, 5, 54)]
     bugs = _buggy_steps()
-    for d, lr, mu, steps, seed in runs:
+    for k, (d, lr, mu, steps, seed) in enumerate(runs):
         A, b, theta0 = _quadratic(d, seed)
 
         def student(A_, b_, t0_, lr=lr, mu=mu, steps=steps):
@@ -180,7 +181,9 @@ def check_sgd_momentum(sgd_momentum_step: Callable, *, hidden: bool = False) -> 
                   Probe(MOMENTUM_SIGN, like("sign_g"), bugs["sign_g"][1]),
                   Probe(NO_MOMENTUM, like("no_momentum"), bugs["no_momentum"][1]),
                   Probe(SIGN_FLIP, like("ascent"), bugs["ascent"][1])]
-        label = f"θ after each of {steps} steps (lr = {lr}, momentum = {mu}, θ of length {d})"
+        # a hidden check names no hidden setting
+        label = (f"θ after each of {steps} steps (lr = {lr}, momentum = {mu}, θ of length {d})" if not hidden else
+                 f"θ after each step of hidden run {k + 1} (θ of length {d})")
         got = call(fb, student, A, b, theta0, name="sgd_momentum_step(theta, grad, velocity, lr, momentum)")
         check_array(fb, label, got, _nnkit_trajectory(A, b, theta0, lr, mu, steps), probes=probes,
                     shape_hint="one row per step", relations=False)
@@ -351,10 +354,12 @@ def check_dropout(Dropout, *, hidden: bool = False) -> None:
     x = rng.uniform(0.5, 2.0, shape)  # no zeros: out / x recovers the mask
     g = rng.normal(size=shape)
     n = x.size
-    for p in ((0.2, 0.5) if not hidden else (0.1, 0.3, 0.75)):
+    for k, p in enumerate((0.2, 0.5) if not hidden else (0.1, 0.3, 0.75)):
         noise = 6 * np.sqrt(p * (1 - p) / n) + 1e-3  # 6 standard deviations of the drop fraction
-        out, dx = call(fb, _dropout_run, Dropout, p, x, g, 72, name=f"Dropout({p}).forward / .backward")
-        label = f"Dropout(p={p}) in training mode on an input of shape {shape}"
+        named = f"Dropout(p={p})" if not hidden else f"Dropout(p) with the hidden p number {k + 1}"
+        out, dx = call(fb, _dropout_run, Dropout, p, x, g, 72, name=f"{named}: forward / backward",
+                       arg_names=(None, None, "x", "grad", None))
+        label = f"{named} in training mode on an input of shape {shape}"
         out, dx = as_array(fb, f"{label}: forward(x)", out), as_array(fb, f"{label}: backward(grad)", dx)
         for what, arr in (("forward(x)", out), ("backward(grad)", dx)):
             if arr.shape != x.shape:
@@ -363,16 +368,21 @@ def check_dropout(Dropout, *, hidden: bool = False) -> None:
         dropped, scale = _stats(out, x)
         if abs(dropped - p) > noise:
             if abs(dropped - (1 - p)) <= noise:
-                fb.fail(WRONG_VALUES, f"{label} dropped {dropped:.1%} of the units, expected about {p:.0%}",
-                        likely=P_AS_KEEP, hint=f"PyTorch's p is the probability of *dropping* a unit: keep it "
-                                               f"with probability 1 − p = {1 - p:g}")
-            fb.fail(WRONG_VALUES, f"{label} dropped {dropped:.1%} of the units, expected about {p:.0%} "
-                                  f"(± {noise:.1%})")
+                fb.fail(WRONG_VALUES, f"{label} dropped " + (f"{dropped:.1%} of the units, expected about {p:.0%}"
+                                                             if not hidden else "about 1 − p of the units, not p"),
+                        likely=P_AS_KEEP, hint="PyTorch's p is the probability of *dropping* a unit: keep it "
+                                               "with probability 1 − p" + fb.values(f" = {1 - p:g}"))
+            fb.fail(WRONG_VALUES, f"{label} dropped " + (f"{dropped:.1%} of the units, expected about {p:.0%} "
+                                                         f"(± {noise:.1%})" if not hidden else
+                                                         "a fraction of the units far from p (more than 6 standard "
+                                                         "deviations of chance away)"))
         if not np.isclose(scale, 1.0 / (1.0 - p), rtol=1e-9):
             hint = ("the kept units are not scaled: inverted dropout multiplies them by 1/(1 − p) so that the "
                     "expected output equals the input" if np.isclose(scale, 1.0) else
-                    f"the kept units are scaled by {scale:.4g}; inverted dropout uses 1/(1 − p) = {1 / (1 - p):.4g}")
-            fb.fail(WRONG_VALUES, f"{label}: the kept units are the input times {scale:.4g}",
+                    "the kept units are scaled by the wrong factor; inverted dropout uses 1/(1 − p)" +
+                    fb.values(f" = {1 / (1 - p):.4g}, yours {scale:.4g}"))
+            fb.fail(WRONG_VALUES, f"{label}: the kept units are " +
+                    (f"the input times {scale:.4g}" if not hidden else "not the input times 1/(1 − p)"),
                     likely=DROPOUT_NOT_RESCALED, hint=hint)
         mask = out / x
         expected_dx = g * mask
@@ -393,12 +403,21 @@ def check_dropout(Dropout, *, hidden: bool = False) -> None:
                                                          dtype=float), np.asarray(xx, dtype=float)),
                             _torch_dropout_stats(p), [x], tolerances={"cpu": (1e-7, noise), "cuda": (1e-4, noise)})
         # eval mode: the identity
-        out_e, dx_e = call(fb, _dropout_run, Dropout, p, x, g, 73, False, name=f"Dropout({p}).eval() forward/backward")
+        out_e, dx_e = call(fb, _dropout_run, Dropout, p, x, g, 73, False, name=f"{named}.eval(): forward / backward",
+                           arg_names=(None, None, "x", "grad", None, None))
         out_e, dx_e = as_array(fb, "forward(x) in eval mode", out_e), as_array(fb, "backward(grad) in eval mode", dx_e)
         eval_probe = [Probe(EVAL_NOT_IDENTITY, lambda: True,
                             "in eval mode (self.training is False) dropout does nothing: return x, and grad unchanged")]
-        check_array(fb, f"Dropout(p={p}) in eval mode: output", out_e, x, probes=eval_probe, relations=False)
-        check_array(fb, f"Dropout(p={p}) in eval mode: backward(grad)", dx_e, g, probes=eval_probe, relations=False)
+        check_array(fb, f"{named} in eval mode: output", out_e, x, probes=eval_probe, relations=False)
+        check_array(fb, f"{named} in eval mode: backward(grad)", dx_e, g, probes=eval_probe, relations=False)
+    # the mask comes from the generator Dropout(p, rng=seed) is given, and from nothing else
+    xs, gs = x[:20, :50], g[:20, :50]
+
+    def masks(seed):
+        return call(fb, _dropout_run, Dropout, 0.5, xs, gs, seed, name="Dropout(p, rng=seed): forward / backward",
+                    arg_names=(None, None, "x", "grad", None))
+
+    check_uses_generator(fb, "Dropout(p, rng=seed) on the same input", masks, (74, 75), differ="the masks")
     fb.passed("drop probability, scaling, the same mask in backward, identity in eval mode")
 
 
@@ -556,7 +575,8 @@ def check_fgsm(fgsm: Callable, *, hidden: bool = False) -> None:
 
     fb = Feedback("fgsm", hidden=hidden)
     model, loss_fn, x, y = _fgsm_setup(91 if not hidden else 92, hidden)
-    for eps in ((0.1,) if not hidden else (0.05, 0.25)):
+    for k, eps in enumerate((0.1,) if not hidden else (0.05, 0.25)):
+        shown = f"ε = {eps}" if not hidden else f"the hidden ε number {k + 1}"
         def student(xx, model=model, eps=eps):
             m = copy.deepcopy(model)
             m.train()  # the attack must switch dropout off itself
@@ -579,8 +599,8 @@ def check_fgsm(fgsm: Callable, *, hidden: bool = False) -> None:
                   "right on the model without its Dropout layer, wrong with it: the gradient was taken with "
                   "dropout on; call model.eval() before the forward pass"),
         ]
-        got = call(fb, student, x, name=f"fgsm(model, loss_fn, x, y, epsilon={eps})")
-        check_array(fb, f"the adversarial batch for ε = {eps} (x of shape {x.shape})", got, expected, probes=probes,
+        got = call(fb, student, x, name=f"fgsm(model, loss_fn, x, y, epsilon) for {shown}", arg_names=("x",))
+        check_array(fb, f"the adversarial batch for {shown} (x of shape {x.shape})", got, expected, probes=probes,
                     relations=False, shape_hint="the shape of x")
         # PyTorch's gradient on every device; entries whose gradient is ~0 have no reliable sign in float32
         for device in (available_devices() if torch_enabled() else []):
@@ -593,7 +613,7 @@ def check_fgsm(fgsm: Callable, *, hidden: bool = False) -> None:
             ref = np.clip(x + eps * np.sign(g), 0, 1)
             reliable = np.abs(g) > (1e-12 if kind == "cpu" else 1e-5) * np.abs(g).max()
             mine = np.asarray(got, dtype=float)
-            check_array(fb, f"the adversarial batch for ε = {eps} against PyTorch on {device} "
+            check_array(fb, f"the adversarial batch for {shown} against PyTorch on {device} "
                             f"({'float64' if kind == 'cpu' else 'float32, TF32 off'}; pixels whose gradient is "
                             f"not ~0)", np.where(reliable, mine, ref), ref, probes=probes, relations=False)
     fb.passed("FGSM against nk.attacks.fgsm and torch.autograd")

@@ -160,14 +160,17 @@ def check_leaky_relu_prime(leaky_relu_prime: Callable, *, hidden: bool = False) 
                 Probe(WRONG_SLOPE, lambda: close(try_call(student, z), pos),
                       "for z < 0 the derivative is the negative slope, not 0 (that is ReLU′)"),
                 Probe(WRONG_SLOPE, lambda: slope != 0.01 and close(try_call(student, z), np.where(z > 0, 1.0, 0.01)),
-                      "the negative_slope argument is ignored: use it instead of 0.01"),
+                      "the negative_slope argument is ignored: use it instead of the default"),
                 Probe(WRONG_SLOPE, lambda: close(try_call(student, z), np.where(z > 0, slope, 1.0)),
                       "the slopes are swapped: 1 for z > 0, negative_slope for z ≤ 0"),
                 Probe(FUNCTION_NOT_DERIVATIVE, lambda: close(try_call(student, z), np.where(z > 0, z, slope * z)),
                       "that is LeakyReLU(z) itself, not its derivative"),
             ]
 
-        _check_derivative(fb, f"leaky_relu_prime[negative_slope={slope}]", student, ref,
+        # a hidden check names no hidden slope: "the default", "another negative_slope"
+        label = f"negative_slope={slope}" if not hidden else \
+            "default negative_slope" if slope == 0.01 else "another negative_slope"
+        _check_derivative(fb, f"leaky_relu_prime[{label}]", student, ref,
                           _torch_derivative("leaky_relu", negative_slope=slope), _derivative_inputs(hidden, 42),
                           probes)
     fb.passed("LeakyReLU′ with the default and other negative slopes")

@@ -63,6 +63,10 @@ MUTATIONS = {
         ("returns nothing", _fn("gradient_step(params, grads, lr)", """
             for p, g in zip(params, grads):
                 p -= lr * g"""), "returned None"),
+        ("updates the caller's weights", _fn("gradient_step(params, grads, lr)", """
+            for p, g in zip(params, grads):
+                p -= lr * g
+            return params"""), "changed its argument 1 `params` in place"),
     ],
 }
 

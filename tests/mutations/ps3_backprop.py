@@ -57,6 +57,10 @@ MUTATIONS = {
          "σ(z) instead of σ′(z)"),
         ("sign flip", _fn("delta_hidden(delta_next, W_next, Z)", "return -(delta_next @ W_next) * sigmoid_prime(Z)"),
          "sign flip"),
+        ("changes Z in place", _fn("delta_hidden(delta_next, W_next, Z)", """
+            Z *= 1.0                   # work in Z's memory ...
+            Z[:] = sigmoid_prime(Z)    # ... and overwrite the caller's pre-activations
+            return (delta_next @ W_next) * Z"""), "changed its argument 3 `Z` in place"),
     ],
     "param_grads": [
         ("transposed", _fn("param_grads(delta, A_prev)", "return A_prev.T @ delta, delta.sum(axis=0)"), "transposed"),
@@ -115,6 +119,7 @@ MUTATIONS = {
         ("sign flip", _train(op="+"), "sign flip"),
         ("one minibatch per epoch", _train(stop="batch_size"), "not every minibatch"),
         ("no shuffling", _train(order="np.arange(N)"), "examples not shuffled"),
+        ("ignores rng", _train(order="np.random.permutation(N)"), "numpy's global"),
     ],
 }
 

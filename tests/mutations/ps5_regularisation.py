@@ -115,6 +115,9 @@ class Dropout(nk.Module):
     def backward(self, grad):
         return grad * self.mask
 ''', "not the identity in eval mode"),
+        ("mask from np.random", _dropout('''        keep = np.random.rand(*x.shape) >= self.p
+        self.mask = keep / (1.0 - self.p)
+        return x * self.mask''', '''        return grad if self.mask is None else grad * self.mask'''), "numpy's global"),
     ],
     "early_stopping": [
         ("off by one (stops late)", _EARLY.format(body='''        if val_loss < self.best_loss:

@@ -184,6 +184,14 @@ def build_convnet(rng=None):
         nk.Flatten(), nk.Linear(8 * 4 * 4, 10, rng=rng), nk.Softmax(), nk.Flatten(start_dim=0),
     )
 ''', "wrong shape"),
+        ("ignores rng", '''
+def build_convnet(rng=None):
+    rng = np.random.default_rng(0)
+    return nk.Sequential(
+        nk.Conv2d(1, 8, 3, padding=1, rng=rng), nk.ReLU(), nk.MaxPool2d(2),
+        nk.Flatten(), nk.Linear(8 * 4 * 4, 10, rng=rng),
+    )
+''', "ignores the generator it is given"),
     ],
 }
 

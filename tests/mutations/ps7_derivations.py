@@ -42,6 +42,18 @@ MUTATIONS = {
         return out, (1 - momentum) * running_mean + momentum * mu, (1 - momentum) * running_var + momentum * var
     return gamma * (x - running_mean) / np.sqrt(running_var + eps) + beta, running_mean, running_var
 ''', "unbiased variance in the normalisation"),
+        ("running statistics updated in place", _BN_HEAD + '''
+    if training:
+        n = x.shape[0]
+        mu, var = x.mean(axis=0), x.var(axis=0)
+        out = gamma * (x - mu) / np.sqrt(var + eps) + beta
+        running_mean *= 1 - momentum          # as torch.nn.BatchNorm1d does with its buffers
+        running_mean += momentum * mu
+        running_var *= 1 - momentum
+        running_var += momentum * var * n / (n - 1)
+        return out, running_mean, running_var
+    return gamma * (x - running_mean) / np.sqrt(running_var + eps) + beta, running_mean.copy(), running_var.copy()
+''', "changed its argument 4 `running_mean` and argument 5 `running_var` in place"),
     ],
     "batchnorm_backward": [
         ("batch statistics treated as constants", '''
