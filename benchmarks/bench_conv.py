@@ -112,7 +112,7 @@ def bench_layers():
     t_torch_small = median_ms(torch_small, ARGS.repeats)
     print(f"Conv2d(8→16, 5×5) + ReLU + MaxPool2d(2), forward + backward, float32, median of {ARGS.repeats}")
     print(f"  input {big}:  nnkit fast {t_fast:7.2f} ms   PyTorch {t_torch:7.2f} ms   "
-          f"ratio fast/PyTorch {ratio:4.2f}×   (∂L/∂W relative difference {err:.1e})")
+          f"ratio fast/PyTorch {ratio:4.2f}×   (∂ℒ/∂W relative difference {err:.1e})")
     print(f"  input {small} (the naive loops are far slower, hence a much smaller batch):")
     print(f"    nnkit naive {t_naive:7.1f} ms   PyTorch {t_torch_small:6.3f} ms   "
           f"ratio naive/PyTorch {t_naive / t_torch_small:5.0f}×")

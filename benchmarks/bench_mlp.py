@@ -21,7 +21,7 @@ def _parse() -> argparse.Namespace:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--sizes", default="784,256,256,10", help="layer widths, input first")
     ap.add_argument("--input-grad", action="store_true",
-                    help="also compute ∂L/∂x of the data in both libraries (x.requires_grad in PyTorch)")
+                    help="also compute ∂ℒ/∂x of the data in both libraries (x.requires_grad in PyTorch)")
     return ap.parse_args()
 
 
@@ -82,7 +82,7 @@ def main() -> None:
 
     def nnkit_step():
         loss = criterion.forward(model.forward(x), y)
-        model.backward(criterion.backward(), input_grad=args.input_grad)  # as PyTorch: no ∂L/∂x unless asked
+        model.backward(criterion.backward(), input_grad=args.input_grad)  # as PyTorch: no ∂ℒ/∂x unless asked
         opt.step()
         opt.zero_grad()
         return loss
@@ -111,7 +111,7 @@ def main() -> None:
     med = {name: float(np.median(v)) for name, v in t.items()}
     best = {name: float(np.min(v)) for name, v in t.items()}
     print(f"MLP {'-'.join(map(str, sizes))}, ReLU, cross entropy, SGD momentum, batch {args.batch}, float32, "
-          f"∂L/∂x of the data {'computed' if args.input_grad else 'not computed'}")
+          f"∂ℒ/∂x of the data {'computed' if args.input_grad else 'not computed'}")
     print(f"threads: numpy BLAS {blas_threads()}; torch.get_num_threads() = {torch.get_num_threads()}")
     print(f"numpy {np.__version__}, torch {torch.__version__}; {args.repeats} steps each, taking turns")
     print(f"nnkit  : median {med['nnkit'] * 1e3:7.3f} ms/step   (fastest {best['nnkit'] * 1e3:.3f})")

@@ -41,7 +41,7 @@ def input_gradient(model: Module, loss_fn, x, y) -> np.ndarray:
         loss_fn.forward(out, y)
         dx = model.backward(loss_fn.backward())
     finally:
-        for p, g in saved:  # backward added ∂L/∂θ into p.grad; put the old gradients back
+        for p, g in saved:  # backward added ∂ℒ/∂θ into p.grad; put the old gradients back
             p.grad = g
         for m, t in modes:
             m.training = t

@@ -44,11 +44,11 @@ class Conv2d(Module):
     from 0 and with a stride. Like the notes and PyTorch it is a cross-correlation (the kernel is
     not flipped). H_out = ⌊(H + 2p − kh)/s⌋ + 1, likewise W_out.
 
-    Backward, with δ = ∂L/∂z^ℓ (the upstream gradient), accumulating into ``.grad``:
+    Backward, with δ = ∂ℒ/∂z^ℓ (the upstream gradient), accumulating into ``.grad``:
 
-        ∂L/∂W[f′, f, i, j] = Σ_{n,i′,j′} δ[n, f′, i′, j′] · a[n, f, s·i′ + i, s·j′ + j]
-        ∂L/∂b[f′]          = Σ_{n,i′,j′} δ[n, f′, i′, j′]
-        ∂L/∂a[n, f, r, c]  = Σ_{f′} Σ_{i′,j′ : (r, c) = (s·i′ + i, s·j′ + j)} δ[n, f′, i′, j′] · W[f′, f, i, j]
+        ∂ℒ/∂W[f′, f, i, j] = Σ_{n,i′,j′} δ[n, f′, i′, j′] · a[n, f, s·i′ + i, s·j′ + j]
+        ∂ℒ/∂b[f′]          = Σ_{n,i′,j′} δ[n, f′, i′, j′]
+        ∂ℒ/∂a[n, f, r, c]  = Σ_{f′} Σ_{i′,j′ : (r, c) = (s·i′ + i, s·j′ + j)} δ[n, f′, i′, j′] · W[f′, f, i, j]
 
     Parameters follow ``torch.nn.Conv2d``: ``kernel_size``, ``stride`` and ``padding`` are an
     int or a (rows, columns) pair; weight and bias start as U[−1/√n, 1/√n] with
@@ -99,10 +99,10 @@ class Conv2d(Module):
 
     def backward(self, grad):
         dx, dw, db = self._backward_fn(grad, self._cache)
-        self.weight.grad += dw                  # ∂L/∂W = Σ δ · a  (accumulates, as in PyTorch)
+        self.weight.grad += dw                  # ∂ℒ/∂W = Σ δ · a  (accumulates, as in PyTorch)
         if self.bias is not None:
-            self.bias.grad += db                # ∂L/∂b = Σ δ
-        return dx                               # ∂L/∂a^{ℓ−1}
+            self.bias.grad += db                # ∂ℒ/∂b = Σ δ
+        return dx                               # ∂ℒ/∂a^{ℓ−1}
 
 
 class MaxPool2d(Module):
@@ -113,7 +113,7 @@ class MaxPool2d(Module):
 
     Backward sends each δ[n, c, i′, j′] to the arg-max of its window and nowhere else:
 
-        ∂L/∂a[n, c, r, q] = Σ_{i′,j′} δ[n, c, i′, j′] · 𝟙[(r, q) = argmax_{Ω(i′, j′)} a]
+        ∂ℒ/∂a[n, c, r, q] = Σ_{i′,j′} δ[n, c, i′, j′] · 𝟙[(r, q) = argmax_{Ω(i′, j′)} a]
 
     Ties (the notes: "the derivative can be undefined when argmax is a set") go to the first
     maximum in row-major window order, as in PyTorch; where windows overlap (stride < kernel)

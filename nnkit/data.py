@@ -200,7 +200,7 @@ def toy_pm1() -> tuple[np.ndarray, np.ndarray]:
     One sigmoid unit a = σ(z), z = w·x + b, must map x = +1 to y = 0 and x = −1 to y = 1.
     Started at w = 2, b = −0.5 (``TOY_PM1_WEIGHT``, ``TOY_PM1_BIAS``; see there for the notes'
     "b = 0.5"), the example x = −1 has z = −2.5. With ½(y − σ(z))² the gradient
-    ∂L/∂z = (σ(z) − y)σ′(z) is tiny there (saturation); with cross entropy it is σ(z) − y,
+    ∂ℒ/∂z = (σ(z) − y)σ′(z) is tiny there (saturation); with cross entropy it is σ(z) − y,
     large while the unit is wrong.
 
     Returns ``X = [[+1], [−1]]`` and ``y = [[0], [1]]``, both float64 of shape (2, 1), the

@@ -1,10 +1,10 @@
 """Gradient checking: compare a backward pass with central differences (CS231n's method).
 
-A backward pass returns a vector–Jacobian product: given an upstream gradient G = ∂L/∂out it
-returns ∂L/∂x = Σ_j G_j ∂out_j/∂x. Central differences estimate the same thing from the
+A backward pass returns a vector–Jacobian product: given an upstream gradient G = ∂ℒ/∂out it
+returns ∂ℒ/∂x = Σ_j G_j ∂out_j/∂x. Central differences estimate the same thing from the
 forward pass alone,
 
-    ∂L/∂x_i ≈ ( Σ_j G_j out_j(x + h e_i) − Σ_j G_j out_j(x − h e_i) ) / 2h,
+    ∂ℒ/∂x_i ≈ ( Σ_j G_j out_j(x + h e_i) − Σ_j G_j out_j(x − h e_i) ) / 2h,
 
 with an error of order h² (truncation) plus ε·|out|/h (rounding, ε ≈ 1e-16 in float64). With
 h = 1e-6 a correct backward agrees to about 1e-9 relative; a wrong one is off by far more
@@ -303,7 +303,7 @@ def _hint(a: np.ndarray, b: np.ndarray, a_label: str, b_label: str) -> str:
 class GradcheckReport(_Report):
     """Analytic (backward) against numerical (central differences) gradients of each quantity.
 
-    ``ok``; ``errors`` (relative error by quantity); ``report["∂L/∂x"]`` → a ``Comparison`` with
+    ``ok``; ``errors`` (relative error by quantity); ``report["∂ℒ/∂x"]`` → a ``Comparison`` with
     ``error``, ``index`` of the worst element, ``a_value`` (analytic) and ``b_value`` (numerical),
     ``tol``; ``assert_ok()``.
     """
@@ -366,7 +366,7 @@ def _label(obj) -> str:
 
 
 def check_module(module, x, dout=None, rng=None, h: float = 1e-6, tol: float = 1e-7) -> GradcheckReport:
-    """Check ``module.backward`` against central differences: ∂L/∂x and every parameter's gradient.
+    """Check ``module.backward`` against central differences: ∂ℒ/∂x and every parameter's gradient.
 
     ``L = Σ module(x) ⊙ dout``; ``dout`` defaults to a standard normal array drawn from ``rng``
     (a seed or Generator; a random upstream gradient catches more bugs than ones). Works for
@@ -400,23 +400,23 @@ def check_module(module, x, dout=None, rng=None, h: float = 1e-6, tol: float = 1
         frozen.rewind()
         return module.forward(x)
 
-    numerical = {"∂L/∂x": numerical_gradient(f, x, dout, h)}
+    numerical = {"∂ℒ/∂x": numerical_gradient(f, x, dout, h)}
     for name, p in params:
-        numerical[f"∂L/∂{name}"] = numerical_gradient(f, p.data, dout, h)
+        numerical[f"∂ℒ/∂{name}"] = numerical_gradient(f, p.data, dout, h)
 
     # the analytic gradients, from one clean forward and backward
     frozen.rewind()
     for _, p in params:
         p.grad = np.zeros_like(p.data)
     module.forward(x)
-    analytic = {"∂L/∂x": np.asarray(module.backward(dout.copy()))}
+    analytic = {"∂ℒ/∂x": np.asarray(module.backward(dout.copy()))}
     for name, p in params:
-        analytic[f"∂L/∂{name}"] = p.grad.copy()
+        analytic[f"∂ℒ/∂{name}"] = p.grad.copy()
     for (_, p), g in zip(params, saved_grads):
         p.grad = g
 
     rows = [Comparison(k, analytic[k], numerical[k], tol) for k in numerical]
-    arrays = {"∂L/∂x": x, **{f"∂L/∂{name}": p.data for name, p in params}}
+    arrays = {"∂ℒ/∂x": x, **{f"∂ℒ/∂{name}": p.data for name, p in params}}
     off = [row for row in rows if not row.ok]
     for row in off:  # is the difference more than the numerical gradient's own uncertainty?
         row.noise = _uncertainty(f, arrays[row.name], dout, h, row.b, out)
@@ -429,7 +429,7 @@ def check_module(module, x, dout=None, rng=None, h: float = 1e-6, tol: float = 1
 
 
 def check_loss(loss, pred, target, dout=None, rng=None, h: float = 1e-6, tol: float = 1e-7) -> GradcheckReport:
-    """Check ``loss.backward`` (∂L/∂pred) against central differences of ``loss.forward(pred, target)``.
+    """Check ``loss.backward`` (∂ℒ/∂pred) against central differences of ``loss.forward(pred, target)``.
 
     For ``reduction='none'`` the per-element losses are weighted by ``dout`` (default: standard
     normal from ``rng``) and ``loss.backward(dout)`` is checked; otherwise ``loss.backward()``
@@ -449,7 +449,7 @@ def check_loss(loss, pred, target, dout=None, rng=None, h: float = 1e-6, tol: fl
     numerical = numerical_gradient(f, pred, dout, h)
     loss.forward(pred, target)
     analytic = np.asarray(loss.backward(dout))
-    row = Comparison("∂L/∂pred", analytic, numerical, tol)
+    row = Comparison("∂ℒ/∂pred", analytic, numerical, tol)
     if not row.ok:
         row.noise = _uncertainty(f, pred, dout, h, numerical, value)
     loss.forward(pred, target)

@@ -2,10 +2,10 @@
 
 Notation (one convention everywhere): layer ℓ computes z^ℓ = W^ℓ a^{ℓ−1} + b^ℓ and
 a^ℓ = f(z^ℓ). A batch is stored as rows, so in code ``Z = A_prev @ W.T + b``. Each backward
-receives G = ∂L/∂(output) and returns ∂L/∂(input):
+receives G = ∂ℒ/∂(output) and returns ∂ℒ/∂(input):
 
-    Linear:      ∂L/∂W = Gᵀ A_prev,  ∂L/∂b = Σ_rows G,  ∂L/∂A_prev = G W
-    activation:  ∂L/∂z = G ⊙ f′(z)
+    Linear:      ∂ℒ/∂W = Gᵀ A_prev,  ∂ℒ/∂b = Σ_rows G,  ∂ℒ/∂A_prev = G W
+    activation:  ∂ℒ/∂z = G ⊙ f′(z)
 
 so chaining them gives the δ recursion δ^ℓ = ((W^{ℓ+1})ᵀ δ^{ℓ+1}) ⊙ f′(z^ℓ).
 """
@@ -57,12 +57,12 @@ class Linear(Module):
     def backward(self, grad, input_grad: bool = True):
         a_prev = self._a_prev.reshape(-1, self.in_features)
         g = grad.reshape(-1, self.out_features)
-        self.weight.grad += g.T @ a_prev  # ∂L/∂W = δ (a^{ℓ−1})ᵀ, summed over the batch
+        self.weight.grad += g.T @ a_prev  # ∂ℒ/∂W = δ (a^{ℓ−1})ᵀ, summed over the batch
         if self.bias is not None:
-            self.bias.grad += g.sum(axis=0)  # ∂L/∂b = δ, summed over the batch
-        if not input_grad:  # the input is data: no ∂L/∂x wanted (see Module.backward)
+            self.bias.grad += g.sum(axis=0)  # ∂ℒ/∂b = δ, summed over the batch
+        if not input_grad:  # the input is data: no ∂ℒ/∂x wanted (see Module.backward)
             return None
-        return grad @ self.weight.data  # ∂L/∂a^{ℓ−1} = Wᵀ δ, one row per example
+        return grad @ self.weight.data  # ∂ℒ/∂a^{ℓ−1} = Wᵀ δ, one row per example
 
 
 class _Activation(Module):
@@ -163,7 +163,7 @@ def _check_dim(layer: Module, z: np.ndarray) -> None:
 
 
 class Softmax(Module):
-    """p_j = e^{z_j} / Σ_k e^{z_k} along ``dim``; backward: ∂L/∂z = p ⊙ (g − Σ_k g_k p_k)."""
+    """p_j = e^{z_j} / Σ_k e^{z_k} along ``dim``; backward: ∂ℒ/∂z = p ⊙ (g − Σ_k g_k p_k)."""
 
     def __init__(self, dim: int = -1):
         super().__init__()
@@ -183,7 +183,7 @@ class Softmax(Module):
 
 
 class LogSoftmax(Module):
-    """log p_j = z_j − log Σ_k e^{z_k} along ``dim``; backward: ∂L/∂z = g − p Σ_k g_k."""
+    """log p_j = z_j − log Σ_k e^{z_k} along ``dim``; backward: ∂ℒ/∂z = g − p Σ_k g_k."""
 
     def __init__(self, dim: int = -1):
         super().__init__()

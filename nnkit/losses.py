@@ -1,4 +1,4 @@
-"""Loss functions: ``forward(pred, target)`` → the loss, ``backward()`` → ∂L/∂pred.
+"""Loss functions: ``forward(pred, target)`` → the loss, ``backward()`` → ∂ℒ/∂pred.
 
 Semantics follow PyTorch (``reduction`` in {"mean", "sum", "none"}; ``CrossEntropyLoss`` takes
 logits and integer class targets and equals ``LogSoftmax`` followed by ``NLLLoss``). Targets are
@@ -69,7 +69,7 @@ class Loss(Module):
         return float(total / self._n) if self.reduction == "mean" else float(total)
 
     def backward(self, grad=1.0):
-        """∂L/∂pred. For ``reduction='none'`` pass the upstream gradient of the per-element losses
+        """∂ℒ/∂pred. For ``reduction='none'`` pass the upstream gradient of the per-element losses
         (default: ones, i.e. the gradient of their sum)."""
         if self._grad_elementwise is None:
             raise BackwardBeforeForwardError(f"{self.label()}: backward() was called before forward(pred, target).")

@@ -6,13 +6,13 @@ gradients of its parameters into ``p.grad`` (they accumulate until ``zero_grad()
 PyTorch).
 
 Every module remembers the upstream gradient it received in its last backward as ``.delta``
-(also ``.grad_output``). For a ``Linear`` layer ℓ that is δ^ℓ = ∂L/∂z^ℓ, the quantity the
-backpropagation lecture is about; for an activation layer it is ∂L/∂a^ℓ.
+(also ``.grad_output``). For a ``Linear`` layer ℓ that is δ^ℓ = ∂ℒ/∂z^ℓ, the quantity the
+backpropagation lecture is about; for an activation layer it is ∂ℒ/∂a^ℓ.
 
 ``backward(grad, input_grad=False)`` computes the parameters' gradients only and returns None:
-a training step needs no ∂L/∂x of the data, and skipping it saves the first layer's largest
+a training step needs no ∂ℒ/∂x of the data, and skipping it saves the first layer's largest
 matrix product (PyTorch likewise skips inputs that do not require grad). A layer's backward may
-take ``input_grad`` to skip that work; any other layer computes ∂L/∂x and it is dropped.
+take ``input_grad`` to skip that work; any other layer computes ∂ℒ/∂x and it is dropped.
 
 Subclasses write plain ``forward`` and ``backward`` methods. ``Module.__init_subclass__``
 wraps them once so that every layer gets the same checks for free: input type and dtype,
@@ -98,13 +98,13 @@ def _wrap_backward(fn):
             )
         if self._checks_input:
             if not args:
-                raise TypeError(f"{self.label()}: backward() needs the upstream gradient ∂L/∂output")
+                raise TypeError(f"{self.label()}: backward() needs the upstream gradient ∂ℒ/∂output")
             grad, args = _as_float_array(self, args[0], what="upstream gradient"), args[1:]
             if grad.shape != tuple(self._output_shape):
                 raise ShapeError(
                     f"{self.label()}: backward() got an upstream gradient of shape {grad.shape}, but "
                     f"the last forward() returned shape {tuple(self._output_shape)}. The gradient "
-                    "∂L/∂output must have the output's shape."
+                    "∂ℒ/∂output must have the output's shape."
                 )
             self.delta = grad
             if takes_flag:
@@ -278,7 +278,7 @@ class Sequential(Module):
         layers = list(self._modules.values())
         for layer in reversed(layers[1:]):
             grad = layer.backward(grad)
-        # the first layer's ∂L/∂x is ∂L/∂(network input): skipped when input_grad=False
+        # the first layer's ∂ℒ/∂x is ∂ℒ/∂(network input): skipped when input_grad=False
         return layers[0].backward(grad, input_grad=input_grad) if layers else grad
 
     def __len__(self) -> int:

@@ -1,4 +1,4 @@
-"""Optimisers: stochastic gradient descent, θ ← θ − η ∂L/∂θ, with momentum and L2 weight decay."""
+"""Optimisers: stochastic gradient descent, θ ← θ − η ∂ℒ/∂θ, with momentum and L2 weight decay."""
 from __future__ import annotations
 
 from typing import Iterable
@@ -11,7 +11,7 @@ from .module import Parameter
 class SGD:
     """Minibatch SGD, PyTorch's update rule:
 
-        g = ∂L/∂θ + λθ            (L2 weight decay λ, only on decayed parameters)
+        g = ∂ℒ/∂θ + λθ            (L2 weight decay λ, only on decayed parameters)
         v ← μ v + g               (momentum μ; v = g on the first step)
         θ ← θ − η v
 

@@ -2,7 +2,7 @@
 
 ``to_torch(model)`` builds the PyTorch twin of an nnkit model (layers mapped one to one, weights
 copied), ``torch_loss(loss)`` the twin of a loss, and ``compare`` runs both on the same input
-and compares the output, the loss, ∂L/∂x and every parameter's gradient:
+and compares the output, the loss, ∂ℒ/∂x and every parameter's gradient:
 
     >>> report = nk.parity.compare(model, nk.CrossEntropyLoss(), x, y)
     >>> report.assert_ok()
@@ -198,9 +198,9 @@ def torch_loss(loss):
 
 # --- the comparison ------------------------------------------------------------------------
 class ParityReport(_Report):
-    """nnkit (float64) against PyTorch on each device: output, loss, ∂L/∂x, every parameter gradient.
+    """nnkit (float64) against PyTorch on each device: output, loss, ∂ℒ/∂x, every parameter gradient.
 
-    ``ok``; ``errors`` ({"cpu:∂L/∂x": 3e-17, …}); ``report["cpu:∂L/∂0.weight"]`` → a
+    ``ok``; ``errors`` ({"cpu:∂ℒ/∂x": 3e-17, …}); ``report["cpu:∂ℒ/∂0.weight"]`` → a
     ``Comparison`` (``error``, ``tol``, ``index`` of the worst element, ``a_value`` nnkit's,
     ``b_value`` PyTorch's); ``tolerances`` by device; ``assert_ok()``.
     """
@@ -251,8 +251,8 @@ def compare(model, loss, x, target=None, devices=None, *, dout=None, rng=None, t
             weights = get_rng(rng).standard_normal(value.shape) if dout is None else np.asarray(dout, dtype=np.float64)
         grad_out = crit.backward() if weights is None else crit.backward(weights)
     dx = ref.backward(grad_out)
-    ours = {"output": out, "loss": value, "∂L/∂x": dx}
-    ours.update({f"∂L/∂{name}": p.grad for name, p in ref.named_parameters()})
+    ours = {"output": out, "loss": value, "∂ℒ/∂x": dx}
+    ours.update({f"∂ℒ/∂{name}": p.grad for name, p in ref.named_parameters()})
 
     rows, tolerances = [], {}
     for device in devices:
@@ -304,8 +304,8 @@ def _torch_side(ref, crit, x64, target, weights, masks, dtype, device) -> dict[s
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
     numpy = lambda t: t.detach().cpu().numpy() if t is not None else np.zeros(0)  # noqa: E731
-    theirs = {"output": numpy(out), "loss": numpy(value), "∂L/∂x": numpy(xt.grad)}
+    theirs = {"output": numpy(out), "loss": numpy(value), "∂ℒ/∂x": numpy(xt.grad)}
     params = dict(twin.named_parameters())
     for name, _ in ref.named_parameters():
-        theirs[f"∂L/∂{name}"] = numpy(params[name].grad)
+        theirs[f"∂ℒ/∂{name}"] = numpy(params[name].grad)
     return theirs

@@ -178,7 +178,7 @@ def test_fgsm_agrees_with_pytorch_on_cuda(trained):
                                device="cuda", dtype=torch.float32)
     scale = np.abs(grad64).max()
     err = np.abs(t_grad - grad64).max() / scale
-    print(f"CUDA float32 input gradient: max error {err:.2e} of max |∂L/∂x| (tolerance 1e-5)")
+    print(f"CUDA float32 input gradient: max error {err:.2e} of max |∂ℒ/∂x| (tolerance 1e-5)")
     assert err < 1e-5
     clear = np.abs(grad64) > 1e-4 * scale  # where the sign is not decided by rounding
     np.testing.assert_allclose(t_adv[clear], adv[clear], rtol=0, atol=1e-6)

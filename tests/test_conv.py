@@ -72,7 +72,7 @@ def make_conv(case, impl="fast", dtype=np.float64):
 
 
 def torch_conv_grads(layer, x, dout, device="cpu", dtype=torch.float64):
-    """PyTorch's output and ∂L/∂x, ∂L/∂W, ∂L/∂b for L = Σ out ⊙ dout, with the layer's weights."""
+    """PyTorch's output and ∂ℒ/∂x, ∂ℒ/∂W, ∂ℒ/∂b for L = Σ out ⊙ dout, with the layer's weights."""
     xt = torch.tensor(x, dtype=dtype, device=device, requires_grad=True)
     wt = torch.tensor(layer.weight.data, dtype=dtype, device=device, requires_grad=True)
     bt = None if layer.bias is None else torch.tensor(layer.bias.data, dtype=dtype, device=device, requires_grad=True)
@@ -111,7 +111,7 @@ def test_conv2d_matches_pytorch(impl, case):
     out_t, grads_t = torch_conv_grads(layer, x, dout)
     assert_close(out, out_t, TOL_TORCH, "output")
     assert len(grads) == len(grads_t) == (3 if case["bias"] else 2)
-    for name, g, g_t in zip(["∂L/∂x", "∂L/∂W", "∂L/∂b"], grads, grads_t):
+    for name, g, g_t in zip(["∂ℒ/∂x", "∂ℒ/∂W", "∂ℒ/∂b"], grads, grads_t):
         assert_close(g, g_t, TOL_TORCH, name)
 
 
@@ -125,7 +125,7 @@ def test_conv2d_naive_equals_fast(case):
     out_fast, grads_fast = conv_forward_backward(fast, x, dout)
     out_naive, grads_naive = conv_forward_backward(naive, x, dout)
     assert_close(out_fast, out_naive, 1e-12, "output")
-    for name, a, b in zip(["∂L/∂x", "∂L/∂W", "∂L/∂b"], grads_fast, grads_naive):
+    for name, a, b in zip(["∂ℒ/∂x", "∂ℒ/∂W", "∂ℒ/∂b"], grads_fast, grads_naive):
         assert_close(a, b, 1e-12, name)
 
 
@@ -165,11 +165,11 @@ def test_conv2d_gradients_accumulate_and_zero():
     once = (layer.weight.grad.copy(), layer.bias.grad.copy())
     layer.forward(x)
     layer.backward(dout)
-    assert_close(layer.weight.grad, 2 * once[0], 1e-14, "∂L/∂W after two backward passes")
-    assert_close(layer.bias.grad, 2 * once[1], 1e-14, "∂L/∂b after two backward passes")
+    assert_close(layer.weight.grad, 2 * once[0], 1e-14, "∂ℒ/∂W after two backward passes")
+    assert_close(layer.bias.grad, 2 * once[1], 1e-14, "∂ℒ/∂b after two backward passes")
     layer.zero_grad()
     assert not layer.weight.grad.any() and not layer.bias.grad.any()
-    assert layer.delta is dout or np.array_equal(layer.delta, dout)  # the module stores δ = ∂L/∂z
+    assert layer.delta is dout or np.array_equal(layer.delta, dout)  # the module stores δ = ∂ℒ/∂z
 
 
 def test_conv2d_initialisation_follows_pytorch_default():
@@ -239,7 +239,7 @@ def test_maxpool2d_matches_pytorch(impl, kind, case):
     dx = layer.backward(dout)
     out_t, dx_t = torch_pool_grads(layer, x, dout)
     assert_close(out, out_t, 0.0, "output")              # a max is exact
-    assert_close(dx, dx_t, TOL_TORCH, "∂L/∂x")            # same arg-max, same sums
+    assert_close(dx, dx_t, TOL_TORCH, "∂ℒ/∂x")            # same arg-max, same sums
 
 
 @pytest.mark.parametrize("kind", ["normal", "integers", "constant"])
@@ -254,7 +254,7 @@ def test_maxpool2d_naive_equals_fast(kind, case):
     assert np.array_equal(out, naive.forward(x))
     dout = rng.standard_normal(out.shape)
     # the same arg-max positions; where windows overlap the sums may differ in order (rounding)
-    assert_close(fast.backward(dout), naive.backward(dout), 1e-14, "∂L/∂x")
+    assert_close(fast.backward(dout), naive.backward(dout), 1e-14, "∂ℒ/∂x")
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -270,7 +270,7 @@ def test_maxpool2d_overlapping_windows_and_ties(impl, kernel, stride, padding):
         dx = layer.backward(dout)
         out_t, dx_t = torch_pool_grads(layer, x, dout)
         assert_close(out, out_t, 0.0, "output")
-        assert_close(dx, dx_t, TOL_TORCH, "∂L/∂x")
+        assert_close(dx, dx_t, TOL_TORCH, "∂ℒ/∂x")
         # every upstream gradient lands somewhere, and only once
         assert np.isclose(dx.sum(), dout.sum(), rtol=1e-12, atol=1e-12)
 
@@ -282,7 +282,7 @@ def test_maxpool2d_stride_defaults_to_kernel_and_floor_mode():
     out = layer.forward(x)
     out_t, dx_t = torch_pool_grads(layer, x, np.ones(out.shape))
     assert out.shape == out_t.shape == (1, 2, 3, 2)
-    assert_close(layer.backward(np.ones(out.shape)), dx_t, 0.0, "∂L/∂x")
+    assert_close(layer.backward(np.ones(out.shape)), dx_t, 0.0, "∂ℒ/∂x")
 
 
 def test_maxpool2d_nan_propagates():
@@ -391,7 +391,7 @@ def test_conv_and_pool_match_pytorch_on_cuda():
         out, grads = conv_forward_backward(layer, x, dout := rng.standard_normal(layer.forward(x).shape).astype(np.float32))
         out_t, grads_t = torch_conv_grads(layer, x, dout, device="cuda", dtype=torch.float32)
         assert_close(out, out_t, tol, f"CUDA conv output (tolerance {tol})")
-        for name, g, g_t in zip(["∂L/∂x", "∂L/∂W", "∂L/∂b"], grads, grads_t):
+        for name, g, g_t in zip(["∂ℒ/∂x", "∂ℒ/∂W", "∂ℒ/∂b"], grads, grads_t):
             assert_close(g, g_t, tol, f"CUDA conv {name} (tolerance {tol})")
     for kernel, stride, padding in [(2, None, 0), (3, 1, 1), (3, 2, 1)]:
         layer = nk.MaxPool2d(kernel, stride, padding)
@@ -400,7 +400,7 @@ def test_conv_and_pool_match_pytorch_on_cuda():
         dout = rng.standard_normal(out.shape).astype(np.float32)
         out_t, dx_t = torch_pool_grads(layer, x, dout, device="cuda", dtype=torch.float32)
         assert_close(out, out_t, 0.0, "CUDA max-pool output")
-        assert_close(layer.backward(dout), dx_t, tol, f"CUDA max-pool ∂L/∂x (tolerance {tol})")
+        assert_close(layer.backward(dout), dx_t, tol, f"CUDA max-pool ∂ℒ/∂x (tolerance {tol})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -418,9 +418,9 @@ def test_lenet_digits_shapes_and_pytorch_twin():
     dout = np.random.default_rng(1).standard_normal(out.shape)
     dx = model.backward(dout)
     out_t.backward(torch.tensor(dout))
-    assert_close(dx, xt.grad.numpy(), TOL_TORCH, "lenet_digits ∂L/∂x")
+    assert_close(dx, xt.grad.numpy(), TOL_TORCH, "lenet_digits ∂ℒ/∂x")
     for (name, p), p_t in zip(model.named_parameters(), twin.parameters()):
-        assert_close(p.grad, p_t.grad.numpy(), TOL_TORCH, f"lenet_digits ∂L/∂{name}")
+        assert_close(p.grad, p_t.grad.numpy(), TOL_TORCH, f"lenet_digits ∂ℒ/∂{name}")
     assert np.array_equal(lenet_digits(rng=0).forward(x), out)          # seeded: same weights
     assert not np.array_equal(lenet_digits(rng=1).forward(x), out)
 

@@ -70,7 +70,7 @@ def test_backward_in_chunks_matches_naive_and_pytorch(monkeypatch, examples_per_
     if block is not None:
         g = fast._cache[-1]
         assert g.block <= min(block, g.P)               # 7 positions: fewer than any image has
-    for name, a, b, t in zip(["output", "∂L/∂x", "∂L/∂W", "∂L/∂b"], got, forward_backward(naive, x, dout),
+    for name, a, b, t in zip(["output", "∂ℒ/∂x", "∂ℒ/∂W", "∂ℒ/∂b"], got, forward_backward(naive, x, dout),
                              torch_reference(fast, x, dout)):
         assert relative_error(a, b) <= 1e-12, f"{name}: fast != naive"
         assert relative_error(a, t) <= 1e-10, f"{name}: fast != PyTorch"
@@ -85,7 +85,7 @@ def test_float32_stays_float32_through_the_backward(stride, padding):
     dout = rng.standard_normal(layer.forward(x).shape).astype(np.float32)
     got = forward_backward(layer, x, dout)
     assert all(a.dtype == np.float32 for a in got)
-    for name, a, t in zip(["output", "∂L/∂x", "∂L/∂W", "∂L/∂b"], got, torch_reference(layer, x, dout)):
+    for name, a, t in zip(["output", "∂ℒ/∂x", "∂ℒ/∂W", "∂ℒ/∂b"], got, torch_reference(layer, x, dout)):
         assert relative_error(a, t) <= 1e-5, name
 
 

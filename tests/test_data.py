@@ -187,7 +187,7 @@ def test_toy_pm1_saturation_mse_vs_cross_entropy():
         out = nk.Sigmoid().forward(z) if name == "mse" else z
         loss.forward(out, y[i])
         g = loss.backward()
-        grads[name] = (g * (out * (1 - out)) if name == "mse" else g).item()  # ∂L/∂z
+        grads[name] = (g * (out * (1 - out)) if name == "mse" else g).item()  # ∂ℒ/∂z
     s = 1 / (1 + np.exp(2.5))
     assert grads["ce"] == pytest.approx(s - 1)  # σ(z) − y
     assert grads["mse"] == pytest.approx(2 * (s - 1) * s * (1 - s))  # 2(σ − y)σ′ (MSELoss has no ½)

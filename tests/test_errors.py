@@ -43,7 +43,7 @@ def test_a_single_example_without_batch_axis_is_named():
 def test_upstream_gradient_of_the_wrong_shape():
     net = _net()
     net.forward(np.zeros((5, 3)))
-    _raises(nk.ShapeError, lambda: net.backward(np.zeros((5, 4))), "(5, 4)", "(5, 2)", "∂L/∂output")
+    _raises(nk.ShapeError, lambda: net.backward(np.zeros((5, 4))), "(5, 4)", "(5, 2)", "∂ℒ/∂output")
     _raises(nk.ShapeError, lambda: net[1].backward(np.zeros((5, 2))), "layer [1] ReLU()", "(5, 2)", "(5, 4)")
     _raises(nk.ShapeError, lambda: net[2].backward(np.zeros((2, 5))), "layer [2] Linear(4→2)", "(2, 5)", "(5, 2)")
 

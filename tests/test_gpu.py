@@ -80,7 +80,7 @@ def test_planted_bug_is_caught_on_cuda():
     rng = np.random.default_rng(0)
     report = nk.parity.compare(nk.Sequential(Doubled(4, 3, rng=0)), nk.CrossEntropyLoss(), rng.standard_normal((6, 4)),
                                rng.integers(0, 3, 6), devices=["cuda"])
-    assert [r.name for r in report.failures()] == ["∂L/∂0.weight"]
+    assert [r.name for r in report.failures()] == ["∂ℒ/∂0.weight"]
 
 
 def test_conv_net_on_cuda():

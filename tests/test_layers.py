@@ -62,7 +62,7 @@ def _assert_parity(layer, fn, x, rng, params=()):
     ours = _nnkit_run(layer, x, dout)
     theirs = _torch_run(fn, x, dout, params)
     assert relative_error(ours[0], theirs[0]) < TORCH_TOL, "forward differs from PyTorch"
-    assert relative_error(ours[1], theirs[1]) < TORCH_TOL, "∂L/∂x differs from PyTorch"
+    assert relative_error(ours[1], theirs[1]) < TORCH_TOL, "∂ℒ/∂x differs from PyTorch"
     for a, b in zip(ours[2], theirs[2]):
         assert relative_error(a, b) < TORCH_TOL, "a parameter gradient differs from PyTorch"
 
@@ -77,7 +77,7 @@ def test_linear_gradcheck(bias, seed, batch, n_in, n_out):
     layer = nk.Linear(n_in, n_out, bias=bias, rng=rng)
     report = check_module(layer, rng.standard_normal((batch, n_in)), rng=rng)
     report.assert_ok()
-    assert [r.name for r in report.rows] == ["∂L/∂x", "∂L/∂weight"] + (["∂L/∂bias"] if bias else [])
+    assert [r.name for r in report.rows] == ["∂ℒ/∂x", "∂ℒ/∂weight"] + (["∂ℒ/∂bias"] if bias else [])
     assert all(r.error < GRAD_TOL for r in report.rows)
 
 
@@ -368,7 +368,7 @@ def test_float32_in_float32_out(make):
     out = layer.forward(x)
     assert out.dtype == np.float32, f"{layer.label()} upcast its output to {out.dtype}"
     dx = layer.backward(np.ones_like(out))
-    assert dx.dtype == np.float32, f"{layer.label()} upcast ∂L/∂x to {dx.dtype}"
+    assert dx.dtype == np.float32, f"{layer.label()} upcast ∂ℒ/∂x to {dx.dtype}"
     for p in layer.parameters():
         assert p.data.dtype == p.grad.dtype == np.float32
 
@@ -463,7 +463,7 @@ def test_to_casts_parameters_and_gradients():
 
 @pytest.mark.parametrize("first", [lambda: nk.Linear(3, 4, rng=0), nk.Sigmoid, nk.Flatten], ids=["Linear", "Sigmoid", "Flatten"])
 def test_backward_without_input_gradient_gives_the_same_parameter_gradients(first):
-    """``backward(g, input_grad=False)``: what a training step needs (no ∂L/∂x of the data)."""
+    """``backward(g, input_grad=False)``: what a training step needs (no ∂ℒ/∂x of the data)."""
     head = first()
     width = 4 if isinstance(head, nk.Linear) else 3
     net = nk.Sequential(head, nk.Linear(width, 2, rng=1), nk.Tanh())

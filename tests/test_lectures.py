@@ -230,7 +230,7 @@ def test_lecture4_ece498_example_gradients_match_torch():
         np.testing.assert_allclose(v[ours], t[theirs].grad.numpy(), rtol=1e-10, atol=1e-15, err_msg=ours)
         assert np.all(np.abs(v[ours]) > 1e-6), f"{ours}: choose numbers that make every gradient non-zero"
     # The notes' four chain-rule formulas (their w^[2]_kj is our W²[j, k]):
-    # ∂L/∂w_11^[2], ∂L/∂b_1^[2], ∂L/∂w_1^[1], ∂L/∂b_1^[1]
+    # ∂ℒ/∂w_11^[2], ∂ℒ/∂b_1^[2], ∂ℒ/∂w_1^[1], ∂ℒ/∂b_1^[1]
     expected = [t["ece_W2"].grad[0, 0], t["ece_b2"].grad[0], t["ece_W1"].grad[0, 0], t["ece_b1"].grad[0]]
     np.testing.assert_allclose(v["ece_notes_grads"], [e.item() for e in expected], rtol=1e-10)
     assert v["ece_nnkit_vs_torch"] < 1e-12
@@ -253,7 +253,7 @@ def test_lecture4_torch_example_shapes():
         assert shapes.get(key) == shape, f"{key}: lecture shows {shapes.get(key)}, the notes print {shape}"
 
     # The same model in PyTorch: every shape the lecture lists, including gradInput of the Linear
-    # layers (the notes' listing prints "size 4" and "size 2" there; ∂L/∂input has the input's shape).
+    # layers (the notes' listing prints "size 4" and "size 2" there; ∂ℒ/∂input has the input's shape).
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Sigmoid(), torch.nn.Linear(4, 2),
                                 torch.nn.Sigmoid()).double()
     a = torch.randn(500, 3, dtype=torch.float64, requires_grad=True)

@@ -52,7 +52,7 @@ def _case(name, seed, shape):
 
 
 def _torch_loss(name, reduction, pred, target, dout):
-    """Value and ∂L/∂pred from PyTorch, float64; ``dout`` weights the per-element losses of 'none'."""
+    """Value and ∂ℒ/∂pred from PyTorch, float64; ``dout`` weights the per-element losses of 'none'."""
     pt = torch.tensor(pred, dtype=torch.float64, requires_grad=True)
     tt = torch.tensor(target) if name in CLASSWISE else torch.tensor(target, dtype=torch.float64)
     value = LOSSES[name][2](pt, tt, reduction=reduction)
@@ -65,7 +65,7 @@ def _check(name, reduction, seed, shape):
     loss = getattr(nk, name)(reduction=reduction)
     report = check_loss(loss, pred, target, rng=rng)
     report.assert_ok()
-    assert report["∂L/∂pred"].error < GRAD_TOL
+    assert report["∂ℒ/∂pred"].error < GRAD_TOL
 
     value = loss.forward(pred, target)
     dout = rng.standard_normal(np.shape(value)) if reduction == "none" else None

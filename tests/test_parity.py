@@ -38,7 +38,7 @@ class WeightGradTimesTwo(nk.Linear):
 
 class InputGradSlightlyOff(nk.Linear):
     def backward(self, grad):
-        return super().backward(grad) * 1.0001  # ∂L/∂x off by 0.01 %
+        return super().backward(grad) * 1.0001  # ∂ℒ/∂x off by 0.01 %
 
 
 class MissingBias(nk.Linear):
@@ -71,7 +71,7 @@ def test_compare_passes_on_a_small_mlp_and_reports_everything():
     report = nk.parity.compare(model, nk.CrossEntropyLoss(), x, y, devices=["cpu"])
     report.assert_ok()
     names = {r.name for r in report.rows}
-    assert names == {"output", "loss", "∂L/∂x"} | {f"∂L/∂{n}" for n, _ in model.named_parameters()}
+    assert names == {"output", "loss", "∂ℒ/∂x"} | {f"∂ℒ/∂{n}" for n, _ in model.named_parameters()}
     assert all(r.error < 1e-10 and r.tol == 1e-10 for r in report.rows)
     text = str(report)
     assert "OK" in text and "tolerance 1e-10" in text and "float64" in text and torch.__version__ in text
@@ -80,10 +80,10 @@ def test_compare_passes_on_a_small_mlp_and_reports_everything():
 
 
 @pytest.mark.parametrize("kind, quantity", [
-    ("weight", "∂L/∂2.weight"),
-    ("input", "∂L/∂x"),
+    ("weight", "∂ℒ/∂2.weight"),
+    ("input", "∂ℒ/∂x"),
     ("bias", "output"),
-    ("fprime", "∂L/∂0.weight"),
+    ("fprime", "∂ℒ/∂0.weight"),
 ])
 def test_compare_detects_planted_bugs(kind, quantity):
     x, y = _data()
@@ -98,7 +98,7 @@ def test_compare_detects_planted_bugs(kind, quantity):
 def test_compare_detects_a_loss_gradient_without_the_batch_factor():
     x, y = _data()
     report = nk.parity.compare(_mlp(), MeanLossWithoutBatchFactor(), x, y, devices=["cpu"])
-    assert not report.ok and "cpu:∂L/∂x" in {f"{r.where}:{r.name}" for r in report.failures()}
+    assert not report.ok and "cpu:∂ℒ/∂x" in {f"{r.where}:{r.name}" for r in report.failures()}
     assert "loss" not in {r.name for r in report.failures()}  # the value is right, only the gradient is off
     assert "7 × torch everywhere" in str(report)  # the hint names the factor (N = 7)
 
@@ -113,7 +113,7 @@ def test_compare_detects_a_tampered_gradient_of_a_single_element():
     x, y = _data()
     model = nk.Sequential(OneElement(4, 3, rng=0))
     report = nk.parity.compare(model, nk.CrossEntropyLoss(), x, y, devices=["cpu"])
-    bad = report["cpu:∂L/∂0.weight"]
+    bad = report["cpu:∂ℒ/∂0.weight"]
     assert not bad.ok and bad.index == (1, 2)
 
 
@@ -268,9 +268,9 @@ def test_relative_error_definition():
 
 
 @pytest.mark.parametrize("kind, quantity", [
-    ("weight", "∂L/∂2.weight"),
-    ("input", "∂L/∂x"),
-    ("fprime", "∂L/∂0.weight"),
+    ("weight", "∂ℒ/∂2.weight"),
+    ("input", "∂ℒ/∂x"),
+    ("fprime", "∂ℒ/∂0.weight"),
 ])
 def test_check_module_detects_planted_bugs(kind, quantity):
     x, _ = _data()
@@ -288,8 +288,8 @@ def test_check_module_passes_a_correct_network_and_reports_each_quantity():
     model = _mlp()
     report = check_module(model, x, rng=0)
     report.assert_ok()
-    assert set(report.errors) == {"∂L/∂x"} | {f"∂L/∂{n}" for n, _ in model.named_parameters()}
-    entry = report["∂L/∂0.weight"]
+    assert set(report.errors) == {"∂ℒ/∂x"} | {f"∂ℒ/∂{n}" for n, _ in model.named_parameters()}
+    entry = report["∂ℒ/∂0.weight"]
     assert entry.tol == 1e-7 and entry.error < 1e-7 and len(entry.index) == 2
     assert entry.a_value == entry.a[entry.index] and entry.b_value == entry.b[entry.index]
     assert "analytic" in str(report) and "numerical" in str(report) and "<table>" in report._repr_html_()
@@ -356,7 +356,7 @@ def test_small_gradients_get_a_tolerance_from_the_numerical_uncertainty_but_bugs
     dout = rng.standard_normal(2)
     report = check_module(nk.Softmax(dim=0), x, dout)
     report.assert_ok()
-    row = report["∂L/∂x"]
+    row = report["∂ℒ/∂x"]
     if row.error > 1e-7:  # the case this test is about (depends on rounding, so checked, not assumed)
         assert row.noise_limited and "*" in str(report) and row.limit < 1e-4
 
@@ -365,7 +365,7 @@ def test_small_gradients_get_a_tolerance_from_the_numerical_uncertainty_but_bugs
             return super().backward(grad) * 1.001
 
     bad = check_module(SlightlyOff(dim=0), x, dout)
-    assert not bad.ok and "∂L/∂x" in {r.name for r in bad.failures()}
+    assert not bad.ok and "∂ℒ/∂x" in {r.name for r in bad.failures()}
 
 
 def test_vanishing_gradient_is_reported_as_such():

@@ -8,7 +8,7 @@
   in float32.
 
 Every function follows the CS231n convention: ``forward(...)`` returns ``(out, cache)``, and
-``backward(dout, cache)`` takes the upstream gradient ∂L/∂out and returns the gradient of every
+``backward(dout, cache)`` takes the upstream gradient ∂ℒ/∂out and returns the gradient of every
 input. Arrays are NCHW: N examples, C channels, H rows, W columns.
 
 Notation (the notes' convolutional layer, indices from 0 and with stride s and padding p):
@@ -17,11 +17,11 @@ layer ℓ reads a = a^{ℓ−1}, zero-padded by p on each side, and computes
     z[n, f′, i′, j′] = b[f′] + Σ_f Σ_i Σ_j a[n, f, s·i′ + i, s·j′ + j] · W[f′, f, i, j]
 
 (a cross-correlation, as in the notes and in PyTorch: the kernel is not flipped). With
-δ = ∂L/∂z the backward equations are
+δ = ∂ℒ/∂z the backward equations are
 
-    ∂L/∂W[f′, f, i, j]  = Σ_n Σ_{i′,j′} δ[n, f′, i′, j′] · a[n, f, s·i′ + i, s·j′ + j]
-    ∂L/∂b[f′]           = Σ_n Σ_{i′,j′} δ[n, f′, i′, j′]
-    ∂L/∂a[n, f, r, c]   = Σ_{f′} Σ_{(i′,j′): r = s·i′+i, c = s·j′+j} δ[n, f′, i′, j′] · W[f′, f, i, j]
+    ∂ℒ/∂W[f′, f, i, j]  = Σ_n Σ_{i′,j′} δ[n, f′, i′, j′] · a[n, f, s·i′ + i, s·j′ + j]
+    ∂ℒ/∂b[f′]           = Σ_n Σ_{i′,j′} δ[n, f′, i′, j′]
+    ∂ℒ/∂a[n, f, r, c]   = Σ_{f′} Σ_{(i′,j′): r = s·i′+i, c = s·j′+j} δ[n, f′, i′, j′] · W[f′, f, i, j]
 
 (the notes write the last one as Σ δ_{i′j′f′} w_{i−i′+1, j−j′+1, f}: every output whose window
 covers input position (r, c) sends back its δ times the weight that connected them).
@@ -29,7 +29,7 @@ covers input position (r, c) sends back its δ times the weight that connected t
 Max-pooling over the window Ω(i′, j′) of each output:
 
     out[n, c, i′, j′] = max_{(r, q) ∈ Ω(i′, j′)} a[n, c, r, q]
-    ∂L/∂a[n, c, r, q] = Σ_{(i′,j′)} δ[n, c, i′, j′] · 𝟙[(r, q) = argmax over Ω(i′, j′)]
+    ∂ℒ/∂a[n, c, r, q] = Σ_{(i′,j′)} δ[n, c, i′, j′] · 𝟙[(r, q) = argmax over Ω(i′, j′)]
 
 Where the maximum is not unique the notes say the derivative is undefined; nnkit picks, as
 PyTorch does, the *first* maximum in row-major order of the window, and windows that overlap
@@ -181,11 +181,11 @@ def conv2d_backward_naive(dout, cache):
     """Gradients of the convolution, one output position at a time.
 
     Inputs:
-      dout: (N, F, H_out, W_out) upstream gradient δ = ∂L/∂z
+      dout: (N, F, H_out, W_out) upstream gradient δ = ∂ℒ/∂z
       cache: from ``conv2d_forward_naive``
 
-    Returns ``(dx, dw, db)``: dx (N, C, H, W) = ∂L/∂a^{ℓ−1}, dw (F, C, kh, kw) = ∂L/∂W,
-    db (F,) = ∂L/∂b (None when the forward had no bias).
+    Returns ``(dx, dw, db)``: dx (N, C, H, W) = ∂ℒ/∂a^{ℓ−1}, dw (F, C, kh, kw) = ∂ℒ/∂W,
+    db (F,) = ∂ℒ/∂b (None when the forward had no bias).
 
     Each output z[n, f′, i′, j′] was a sum of (input in its window) × (weight), so it sends
     δ[n, f′, i′, j′] × input to the weight gradient, δ × weight back to each input in its
@@ -204,10 +204,10 @@ def conv2d_backward_naive(dout, cache):
                 for j in range(Wo):
                     delta = dout[n, f, i, j]                                  # δ[n, f′, i′, j′]
                     rows, cols = slice(i * sh, i * sh + kh), slice(j * sw, j * sw + kw)
-                    dw[f] += delta * xp[n, :, rows, cols]                     # ∂L/∂W += δ · a
-                    dxp[n, :, rows, cols] += delta * w[f]                     # ∂L/∂a += δ · W
+                    dw[f] += delta * xp[n, :, rows, cols]                     # ∂ℒ/∂W += δ · a
+                    dxp[n, :, rows, cols] += delta * w[f]                     # ∂ℒ/∂a += δ · W
                     if has_bias:
-                        db[f] += delta                                        # ∂L/∂b += δ
+                        db[f] += delta                                        # ∂ℒ/∂b += δ
     return np.ascontiguousarray(_unpad(dxp, padding)), dw, db
 
 
@@ -222,8 +222,8 @@ def conv2d_backward_naive(dout, cache):
 # (from the chunk's start), so for one offset (i, j) the inputs of *all* output positions of the
 # chunk are one strided slice of the row (a contiguous one when s_w = 1). The forward copies these
 # kh·kw slices into a column matrix (one `as_strided` view copied once) and does one matrix
-# product; the backward needs no column matrix at all: per offset, ∂L/∂W[:, :, i, j] is one
-# product with the slice and ∂L/∂a is one product added back onto it. That replaces millions of
+# product; the backward needs no column matrix at all: per offset, ∂ℒ/∂W[:, :, i, j] is one
+# product with the slice and ∂ℒ/∂a is one product added back onto it. That replaces millions of
 # W_out-long pieces, which is what makes naive numpy im2col slow.
 # The price: positions j′ ≥ W_out (and rows between output rows when s_h > 1) are computed too.
 # They read neighbouring pixels and are thrown away; in the backward they get δ = 0, so they add
@@ -232,7 +232,7 @@ def conv2d_backward_naive(dout, cache):
 # the cache.
 
 _CHUNK_BYTES = 4 << 20            # forward: column matrix of one chunk, about the L2/L3 cache
-_BACKWARD_CHUNK_BYTES = 512 << 10  # backward: input, δ and ∂L/∂a rows of one chunk, half an L2
+_BACKWARD_CHUNK_BYTES = 512 << 10  # backward: input, δ and ∂ℒ/∂a rows of one chunk, half an L2
 _MIN_BLOCK = 1024                  # backward: fewest positions per product (else BLAS calls cost more)
 
 
@@ -343,9 +343,9 @@ def conv2d_backward_fast(dout, cache):
     Kernel offset (i, j) connects every position to one shifted slice a_ij (C, positions) of
     the flat input (see the layout above), so the three backward equations become, per offset,
 
-        ∂L/∂W[:, :, i, j]ᵀ = a_ij δᵀ              (C × F: the sum over n, i′, j′ as one product)
-        ∂L/∂a_ij          += W[:, :, i, j]ᵀ δ      (C × positions, added onto the same slice)
-        ∂L/∂b              = Σ δ
+        ∂ℒ/∂W[:, :, i, j]ᵀ = a_ij δᵀ              (C × F: the sum over n, i′, j′ as one product)
+        ∂ℒ/∂a_ij          += W[:, :, i, j]ᵀ δ      (C × positions, added onto the same slice)
+        ∂ℒ/∂b              = Σ δ
 
     which is the col2im of the column method without building its kh·kw times larger matrices.
     """
@@ -357,7 +357,7 @@ def conv2d_backward_fast(dout, cache):
     xf = xf.astype(dtype, copy=False)
     w_t = w_mat.reshape(w_shape).transpose(2, 3, 1, 0).astype(dtype)   # W[:, :, i, j]ᵀ = w_t[i, j]
     dxf = np.zeros((g.C, g.total), dtype=dtype)
-    dw_t = np.zeros((g.kh, g.kw, g.C, g.F), dtype=dtype)                # ∂L/∂W[:, :, i, j]ᵀ
+    dw_t = np.zeros((g.kh, g.kw, g.C, g.F), dtype=dtype)                # ∂ℒ/∂W[:, :, i, j]ᵀ
     delta = np.zeros((g.F, g.chunk * g.P), dtype=dtype)                 # δ, zero at the extra positions
     a_buffer = np.empty((g.C, g.block), dtype=dtype)                    # a_ij made contiguous (s_w > 1)
     da_buffer = np.empty((g.C, g.block), dtype=dtype)
@@ -376,7 +376,7 @@ def conv2d_backward_fast(dout, cache):
                     np.copyto(a_buffer[:, :d.shape[1]], a_ij)
                     a_ij = a_buffer[:, :d.shape[1]]
                 dw_t[i, j] += np.matmul(a_ij, d.T, out=dw_ij)                  # a_ij δᵀ
-                da_ij = g.shifted(dxf, n0, m, i, j)[:, q:q + g.block]         # a view into ∂L/∂a
+                da_ij = g.shifted(dxf, n0, m, i, j)[:, q:q + g.block]         # a view into ∂ℒ/∂a
                 da_ij += np.matmul(w_t[i, j], d, out=da)                       # += W_ijᵀ δ
     db = dout.sum(axis=(0, 2, 3)) if has_bias else None
     return g.unflatten(dxf), np.ascontiguousarray(dw_t.transpose(3, 2, 0, 1)), db
@@ -418,7 +418,7 @@ def maxpool2d_forward_naive(x, kernel_size, stride=None, padding=0):
 
 
 def maxpool2d_backward_naive(dout, cache):
-    """∂L/∂a[n, c, r, q] = Σ over windows whose arg-max is (r, q) of δ[n, c, i′, j′].
+    """∂ℒ/∂a[n, c, r, q] = Σ over windows whose arg-max is (r, q) of δ[n, c, i′, j′].
 
     Inputs: dout (N, C, H_out, W_out); cache from ``maxpool2d_forward_naive``.
     Returns dx (N, C, H, W): zero except at arg-max positions.

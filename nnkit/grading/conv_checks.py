@@ -188,7 +188,7 @@ def _split_grads(fb: Feedback, label: str, result) -> tuple:
 
 
 def check_conv_backward_loops(conv2d_backward_loops: Callable, *, hidden: bool = False) -> None:
-    """``conv2d_backward_loops(dout, x, W, stride, padding)`` → (dx, dW, db) for δ = dout = ∂L/∂z."""
+    """``conv2d_backward_loops(dout, x, W, stride, padding)`` → (dx, dW, db) for δ = dout = ∂ℒ/∂z."""
     __tracebackhide__ = True
     fb = Feedback("conv_backward_loops", hidden=hidden)
     rng = seeded(103 if not hidden else 104)

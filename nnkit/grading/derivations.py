@@ -7,9 +7,9 @@ question (grade_id)     what the student writes                                r
                         running statistics with PyTorch's momentum
 ``batchnorm_backward``  (dx, dγ, dβ) of batch norm in training mode            central differences, autograd
 ``silu_prime``          SiLU′(z) for SiLU(z) = z·σ(z) (swish)                  central differences, ``F.silu``
-``huber_loss``          mean Huber loss and its gradient ∂L/∂z                 central differences,
+``huber_loss``          mean Huber loss and its gradient ∂ℒ/∂z                 central differences,
                                                                                ``F.huber_loss``
-``conv_input_grad``     ∂L/∂x of conv2d as a full correlation of the dilated   ``nk.functional`` conv backward,
+``conv_input_grad``     ∂ℒ/∂x of conv2d as a full correlation of the dilated   ``nk.functional`` conv backward,
                         δ with the flipped kernel, any stride and padding      ``conv2d`` autograd
 ``predict_scales``      the RMS of z^ℓ and δ^ℓ through depth for weights of    a large random network
                         std gain/√fan_in (ReLU or linear)
@@ -217,7 +217,7 @@ def batchnorm_backward_reference(dout, x, gamma, eps=1e-5):
     mu, var = x.mean(axis=0), x.var(axis=0)
     inv = 1.0 / np.sqrt(var + eps)
     xhat = (x - mu) * inv
-    g = dout * gamma                                    # ∂L/∂x̂
+    g = dout * gamma                                    # ∂ℒ/∂x̂
     dx = inv / n * (n * g - g.sum(axis=0) - xhat * (g * xhat).sum(axis=0))
     return dx, (dout * xhat).sum(axis=0), dout.sum(axis=0)
 
@@ -254,7 +254,7 @@ def check_batchnorm_backward(batchnorm_backward: Callable, *, hidden: bool = Fal
         xhat = (x - x.mean(axis=0)) * inv
         dx_probes = [
             Probe(STATS_AS_CONSTANTS, lambda: close(_part(fn, args, 0, 3), g * inv),
-                  "μ and σ² are computed from the batch, so every x_i also moves them: ∂L/∂x_i has a direct term "
+                  "μ and σ² are computed from the batch, so every x_i also moves them: ∂ℒ/∂x_i has a direct term "
                   "and terms through μ and through σ² (differentiate x̂_j = (x_j − μ)/√(σ² + ε) with respect to x_i "
                   "for j = i and for j ≠ i)"),
             Probe(VARIANCE_AS_CONSTANT, lambda: close(_part(fn, args, 0, 3), inv * (g - g.mean(axis=0))),
@@ -361,7 +361,7 @@ def check_silu_prime(silu_prime: Callable, *, hidden: bool = False) -> None:
 # A new loss: Huber
 # ============================================================================================
 def huber_reference(z, y, delta=1.0):
-    """(mean Huber loss, ∂L/∂z): ½r² for |r| ≤ δ, δ(|r| − ½δ) beyond, r = z − y, mean over every entry."""
+    """(mean Huber loss, ∂ℒ/∂z): ½r² for |r| ≤ δ, δ(|r| − ½δ) beyond, r = z − y, mean over every entry."""
     r = z - y
     small = np.abs(r) <= delta
     loss = np.where(small, 0.5 * r * r, delta * (np.abs(r) - 0.5 * delta))
@@ -380,7 +380,7 @@ def _torch_huber(delta):
 
 
 def check_huber_loss(huber_loss: Callable, *, hidden: bool = False) -> None:
-    """``huber_loss(z, y, delta=1.0)`` → (mean Huber loss, ∂L/∂z), PyTorch's ``huber_loss``."""
+    """``huber_loss(z, y, delta=1.0)`` → (mean Huber loss, ∂ℒ/∂z), PyTorch's ``huber_loss``."""
     __tracebackhide__ = True
     fb = Feedback("huber_loss", hidden=hidden)
     rng = seeded(177 if not hidden else 178)
@@ -418,12 +418,12 @@ def check_huber_loss(huber_loss: Callable, *, hidden: bool = False) -> None:
         check_array(fb, f"the loss returned by {label}", float(np.asarray(loss, dtype=float)), loss_ref,
                     relations=False, probes=[Probe(BATCH_FACTOR, lambda: close(loss, loss_ref * n),
                                                    f"the loss is the *mean* over the {n} entries")])
-        dz = check_array(fb, f"∂L/∂z returned by {label}", result[1], dz_ref, probes=probes, relations=False,
+        dz = check_array(fb, f"∂ℒ/∂z returned by {label}", result[1], dz_ref, probes=probes, relations=False,
                          shape_hint="the shape of z")
         numeric = numerical_gradient(lambda zz: huber_reference(zz, y, delta)[0], z.copy())
-        check_array(fb, f"∂L/∂z returned by {label} against central differences of the loss", dz, numeric,
+        check_array(fb, f"∂ℒ/∂z returned by {label} against central differences of the loss", dz, numeric,
                     rtol=NUM_RTOL, atol=NUM_ATOL, probes=probes, relations=False)
-        check_against_torch(fb, f"[loss, ∂L/∂z] of {label}", student, _torch_huber(delta), [z, y],
+        check_against_torch(fb, f"[loss, ∂ℒ/∂z] of {label}", student, _torch_huber(delta), [z, y],
                             requires_grad=True, probes=probes)
     fb.passed("the Huber loss and its gradient, for several deltas")
 
@@ -470,7 +470,7 @@ def _conv_cases(hidden: bool):
 
 
 def check_conv_input_grad(conv2d_input_grad: Callable, *, hidden: bool = False) -> None:
-    """``conv2d_input_grad(dout, W, x_shape, stride, padding)`` → ∂L/∂x of shape ``x_shape``."""
+    """``conv2d_input_grad(dout, W, x_shape, stride, padding)`` → ∂ℒ/∂x of shape ``x_shape``."""
     __tracebackhide__ = True
     fb = Feedback("conv_input_grad", hidden=hidden)
     fn = conv2d_input_grad
@@ -515,7 +515,7 @@ def check_conv_input_grad(conv2d_input_grad: Callable, *, hidden: bool = False) 
 # Initialisation: the scale of z and δ through depth
 # ============================================================================================
 def predict_scales_reference(widths, gain, activation, *, half=True, fan_out=True):
-    """Predicted RMS of z^ℓ and δ^ℓ (ℓ = 1…L) for W^ℓ ~ N(0, gain²/d_{ℓ−1}), x ~ N(0, 1), ∂L/∂a^L ~ N(0, 1).
+    """Predicted RMS of z^ℓ and δ^ℓ (ℓ = 1…L) for W^ℓ ~ N(0, gain²/d_{ℓ−1}), x ~ N(0, 1), ∂ℒ/∂a^L ~ N(0, 1).
 
     Forward: E[(z^ℓ)²] = gain² · E[f(z^{ℓ−1})²] (= gain² for ℓ = 1), E[f(z)²] = E[z²]/2 for ReLU.
     Backward: E[(δ^L)²] = E[f′²], E[(δ^ℓ)²] = d_{ℓ+1} · gain²/d_ℓ · E[(δ^{ℓ+1})²] · E[f′²],
@@ -602,7 +602,7 @@ def _random_network(widths, gain, n, rng):
 
 
 def measure_scales_reference(X, Ws, G, activation, *, fprime=True, rms=True, transposed=False):
-    """Measured RMS of every z^ℓ (forward, no bias) and δ^ℓ (backward from ∂L/∂a^L = G)."""
+    """Measured RMS of every z^ℓ (forward, no bias) and δ^ℓ (backward from ∂ℒ/∂a^L = G)."""
     relu = activation == "relu"
 
     def f(z):

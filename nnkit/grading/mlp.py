@@ -7,7 +7,7 @@ central differences and PyTorch; the likely bug is recognised by re-running the 
 function on crafted inputs (``Probe``).
 
 Conventions (the course notation): a batch is rows, ``Z = A_prev @ W.T + b``, ``W`` has shape (out, in),
-δ^ℓ = ∂L/∂z^ℓ, and the loss of both problem sets is the squared error summed over the outputs
+δ^ℓ = ∂ℒ/∂z^ℓ, and the loss of both problem sets is the squared error summed over the outputs
 and averaged over the N examples, L = (1/N) Σ_n ‖ŷ_n − y_n‖² (the ECE 498 loss for N = 1).
 """
 from __future__ import annotations
@@ -46,7 +46,7 @@ MISSING_HIDDEN_ACTIVATION = "missing σ on the hidden layer"
 MISSING_BIAS = "missing bias"
 MEAN_OVER_OUTPUTS = "averaged over the outputs"
 LR_NOT_APPLIED = "learning rate not applied"
-DB_NOT_SUMMED = "∂L/∂b not summed over the batch"
+DB_NOT_SUMMED = "∂ℒ/∂b not summed over the batch"
 WRONG_ACTIVATIONS = "wrong layer's activations"
 ONE_SIDED = "one-sided difference"
 INPUT_NOT_RESTORED = "input not restored"
@@ -93,7 +93,7 @@ def mse_loss(Y_hat, Y):
 
 
 def ref_mse_grad(Y_hat, Y):
-    """∂L/∂Ŷ from nnkit: MSELoss(reduction='sum') is Σ‖ŷ − y‖², so divide by N."""
+    """∂ℒ/∂Ŷ from nnkit: MSELoss(reduction='sum') is Σ‖ŷ − y‖², so divide by N."""
     crit = _nk().MSELoss(reduction="sum")
     crit.forward(np.asarray(Y_hat, dtype=float), np.asarray(Y, dtype=float))
     return crit.backward() / Y_hat.shape[0]
@@ -234,7 +234,7 @@ def check_forward(forward: Callable, *, hidden: bool = False) -> None:
 
 
 def check_mse_grad(mse_grad: Callable, *, hidden: bool = False) -> None:
-    """∂L/∂Ŷ = (2/N)(Ŷ − Y) for L = (1/N) Σ_n ‖ŷ_n − y_n‖²."""
+    """∂ℒ/∂Ŷ = (2/N)(Ŷ − Y) for L = (1/N) Σ_n ‖ŷ_n − y_n‖²."""
     fb = Feedback("mse_grad", hidden=hidden)
     rng = seeded(110)
     sizes = [(4, 3)] + ([(5, 3), (1, 2), (6, 3)] if hidden else [])  # no N or d equal to 2: "factor of 2" is its own bug
@@ -260,11 +260,11 @@ def check_mse_grad(mse_grad: Callable, *, hidden: bool = False) -> None:
 
         check_against_torch(fb, "mse_grad(Y_hat, Y)", lambda a, b: mse_grad(a, b), torch_grad, [Y_hat, Y],
                             requires_grad=True, batch_size=5)
-    fb.passed("∂L/∂Ŷ matches nnkit's MSELoss")
+    fb.passed("∂ℒ/∂Ŷ matches nnkit's MSELoss")
 
 
 def check_output_layer_grads(output_layer_grads: Callable, *, hidden: bool = False) -> None:
-    """(∂L/∂W², ∂L/∂b²) of the linear output layer: (∂L/∂Ŷ)ᵀ A1 and the column sums of ∂L/∂Ŷ."""
+    """(∂ℒ/∂W², ∂ℒ/∂b²) of the linear output layer: (∂ℒ/∂Ŷ)ᵀ A1 and the column sums of ∂ℒ/∂Ŷ."""
     fb = Feedback("output_layer_grads", hidden=hidden)
     rng = seeded(120)
     sizes = [(1, 2, 2)] + ([(5, 4, 3), (3, 2, 5)] if hidden else [])
@@ -276,7 +276,7 @@ def check_output_layer_grads(output_layer_grads: Callable, *, hidden: bool = Fal
             if not isinstance(result, (tuple, list)) or len(result) != 2:
                 fb.fail("wrong type", "output_layer_grads must return the tuple (dW2, db2)")
             probes_b = [Probe(DB_NOT_SUMMED, lambda: np.shape(result[1]) == (n, d2),
-                              "∂L/∂b² has one entry per output: sum the rows of ∂L/∂Ŷ")]
+                              "∂ℒ/∂b² has one entry per output: sum the rows of ∂ℒ/∂Ŷ")]
             check_array(fb, f"dW2 (A1 {A1.shape}, Y_hat {Y_hat.shape})", result[0], dW, batch_size=n,
                         shape_hint="dW2 has the shape of W², (outputs, hidden units)")
             check_array(fb, f"db2 (Y_hat {Y_hat.shape})", result[1], db, batch_size=n, probes=probes_b,
@@ -317,7 +317,7 @@ def check_gradient_step(gradient_step: Callable, *, hidden: bool = False) -> Non
 
         probes = [
             Probe(SIGN_FLIP, lambda: close(first(params, grads, lr), params[0] + lr * grads[0]),
-                  "gradient descent steps against the gradient: p − η ∂L/∂p (you climbed it)"),
+                  "gradient descent steps against the gradient: p − η ∂ℒ/∂p (you climbed it)"),
             Probe(LR_NOT_APPLIED, lambda: close(first(params, grads, lr), params[0] - grads[0]),
                   "the step is the learning rate times the gradient"),
         ]
@@ -355,7 +355,7 @@ def ref_mlp_backward(X, Y, Ws, bs):
     out = model(np.asarray(X, dtype=float))
     model.backward(ref_mse_grad(out, np.asarray(Y, dtype=float)))
     linears = [m for m in model if isinstance(m, nk.Linear)]
-    deltas = [m.delta.copy() for m in linears]  # the upstream gradient of Linear ℓ is δ^ℓ = ∂L/∂z^ℓ
+    deltas = [m.delta.copy() for m in linears]  # the upstream gradient of Linear ℓ is δ^ℓ = ∂ℒ/∂z^ℓ
     return deltas, [m.weight.grad.copy() for m in linears], [m.bias.grad.copy() for m in linears]
 
 
@@ -376,7 +376,7 @@ _PS3_REFS = dict(sigmoid=ref_sigmoid, sigmoid_prime=ref_sigmoid_prime, mse_grad=
 
 
 def check_delta_output(delta_output: Callable, *, hidden: bool = False) -> None:
-    """δ^L = ∂L/∂a^L ⊙ σ′(z^L) = (2/N)(a^L − y) ⊙ σ′(z^L)."""
+    """δ^L = ∂ℒ/∂a^L ⊙ σ′(z^L) = (2/N)(a^L − y) ⊙ σ′(z^L)."""
     fb = Feedback("delta_output", hidden=hidden)
     rng = seeded(301)
     sizes = [(4, 3)] + ([(6, 2), (3, 5)] if hidden else [])
@@ -387,7 +387,7 @@ def check_delta_output(delta_output: Callable, *, hidden: bool = False) -> None:
             ref = ref_delta_output(A, Z, Y)
             probes = [
                 Probe(MISSING_FPRIME, lambda: close(try_call(delta_output, A, Z, Y), ref_mse_grad(A, Y)),
-                      "δ^L = ∂L/∂a^L ⊙ σ′(z^L): multiply by σ′(z^L)"),
+                      "δ^L = ∂ℒ/∂a^L ⊙ σ′(z^L): multiply by σ′(z^L)"),
                 Probe(MEAN_OVER_OUTPUTS, lambda: close(try_call(delta_output, A, Z, Y), ref / d),
                       "the loss sums over the outputs and averages over the N examples only"),
             ]
@@ -436,7 +436,7 @@ def check_delta_hidden(delta_hidden: Callable, *, hidden: bool = False) -> None:
 
 
 def check_param_grads(param_grads: Callable, *, hidden: bool = False) -> None:
-    """∂L/∂W^ℓ = (δ^ℓ)ᵀ A^{ℓ−1} and ∂L/∂b^ℓ = Σ_rows δ^ℓ for a batch (δ already carries the 1/N)."""
+    """∂ℒ/∂W^ℓ = (δ^ℓ)ᵀ A^{ℓ−1} and ∂ℒ/∂b^ℓ = Σ_rows δ^ℓ for a batch (δ already carries the 1/N)."""
     fb = Feedback("param_grads", hidden=hidden)
     rng = seeded(303)
     sizes = [(4, 3, 2)] + ([(6, 5, 3), (3, 2, 4)] if hidden else [])  # N, d_{ℓ−1}, d_ℓ
@@ -448,7 +448,7 @@ def check_param_grads(param_grads: Callable, *, hidden: bool = False) -> None:
             if not isinstance(result, (tuple, list)) or len(result) != 2:
                 fb.fail("wrong type", "param_grads must return the tuple (dW, db)")
             probes_b = [Probe(DB_NOT_SUMMED, lambda: np.shape(result[1]) == (n, d),
-                              "∂L/∂b^ℓ has one entry per unit: sum δ^ℓ over the rows (the examples)")]
+                              "∂ℒ/∂b^ℓ has one entry per unit: sum δ^ℓ over the rows (the examples)")]
             check_array(fb, f"dW (δ {delta.shape}, A_prev {A_prev.shape})", result[0], dW, batch_size=n,
                         shape_hint="dW has the shape of W, (d_ℓ, d_ℓ₋₁)")
             check_array(fb, f"db (δ {delta.shape})", result[1], db, batch_size=n, probes=probes_b,
@@ -495,7 +495,7 @@ def _backward_probes(backward: Callable, seed: int) -> list[Probe]:
         Probe(MISSING_FPRIME, lambda: same(MISSING_FPRIME, 0),
               "each hidden δ^ℓ needs the factor σ′(z^ℓ) after the product with W^{ℓ+1}"),
         Probe(WRONG_ACTIVATIONS, lambda: same(WRONG_ACTIVATIONS, 1),
-              "∂L/∂W^ℓ = (δ^ℓ)ᵀ a^{ℓ−1}: use the activations of the layer below, As[ℓ−1]"),
+              "∂ℒ/∂W^ℓ = (δ^ℓ)ᵀ a^{ℓ−1}: use the activations of the layer below, As[ℓ−1]"),
     ]
 
 
@@ -515,8 +515,8 @@ def check_backward(backward: Callable, *, hidden: bool = False) -> None:
                 fb.fail("wrong type", "backward must return the tuple (deltas, dWs, dbs) of three lists")
             got_deltas, got_dWs, got_dbs = result
             check_layers(fb, "δ", got_deltas, deltas, probes=probes, batch_size=n)
-            check_layers(fb, "∂L/∂W", got_dWs, dWs, probes=probes, batch_size=n)
-            check_layers(fb, "∂L/∂b", got_dbs, dbs, probes=probes, batch_size=n)
+            check_layers(fb, "∂ℒ/∂W", got_dWs, dWs, probes=probes, batch_size=n)
+            check_layers(fb, "∂ℒ/∂b", got_dbs, dbs, probes=probes, batch_size=n)
         if hidden:
             X, Y, Ws, bs = cases[1]
 
@@ -528,7 +528,7 @@ def check_backward(backward: Callable, *, hidden: bool = False) -> None:
             numeric = numerical_gradient(loss_of, Ws[0].copy())
             err = relative_error(got, numeric)
             if err > 1e-6:
-                fb.fail("gradient check failed", "∂L/∂W¹ differs from central differences by more than the "
+                fb.fail("gradient check failed", "∂ℒ/∂W¹ differs from central differences by more than the "
                                                  "tolerance, 1e-6 relative (nk.gradcheck.relative_error)")
 
             def torch_backward(X, Y, *params):
@@ -543,9 +543,9 @@ def check_backward(backward: Callable, *, hidden: bool = False) -> None:
                 _, dW, db = backward(X, Y, list(params[:L]), list(params[L:]))
                 return tuple(dW) + tuple(db)
 
-            check_against_torch(fb, "backward: ∂L/∂W and ∂L/∂b", student_grads, torch_backward,
+            check_against_torch(fb, "backward: ∂ℒ/∂W and ∂ℒ/∂b", student_grads, torch_backward,
                                 [X, Y, *Ws, *bs], requires_grad=True, batch_size=X.shape[0])
-    fb.passed("every δ^ℓ, ∂L/∂W^ℓ and ∂L/∂b^ℓ matches nnkit")
+    fb.passed("every δ^ℓ, ∂ℒ/∂W^ℓ and ∂ℒ/∂b^ℓ matches nnkit")
 
 
 def check_numerical_gradient(numerical_gradient_fn: Callable, *, hidden: bool = False) -> None:
@@ -652,7 +652,7 @@ def check_train(train: Callable, *, hidden: bool = False) -> None:
         went_up = bool(np.all(np.isfinite(losses)) and losses[-1] > losses[0])
         fb.fail("training did not reduce the loss", f"the loss per epoch went from {losses[0]:.3g} to "
                                                     f"{losses[-1]:.3g}", likely=SIGN_FLIP if went_up else None,
-                hint="update with p − lr·∂L/∂p" if went_up else "check the update of every W and b")
+                hint="update with p − lr·∂ℒ/∂p" if went_up else "check the update of every W and b")
     if not np.isclose(losses[-1], final, rtol=1e-6):
         fb.fail("wrong values", f"losses[-1] = {losses[-1]:.6g} is not the training loss of the returned "
                                 f"parameters ({final:.6g})",

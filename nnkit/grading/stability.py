@@ -10,7 +10,7 @@ question (grade_id)  what the student writes                              refere
 ``log_softmax``       stable log-softmax along the last axis               ``nk.functional.log_softmax``
 ``cross_entropy``     mean LogSoftmax + NLL and its gradient (p − y)/N     ``nk.CrossEntropyLoss``
 ``bce_with_logits``   mean BCE on logits and its gradient (σ(z) − y)/N     ``nk.BCEWithLogitsLoss``
-``toy_gradients``     ∂L/∂z of MSE and of cross entropy, seed 003's toy    ``nk.Sigmoid`` + losses
+``toy_gradients``     ∂ℒ/∂z of MSE and of cross entropy, seed 003's toy    ``nk.Sigmoid`` + losses
 ==================== ==================================================== =============================
 
 Every check compares with the nnkit reference (float64, rtol 1e-7) and with PyTorch on every
@@ -61,7 +61,7 @@ WRONG_SLOPE = "wrong slope"
 FUNCTION_NOT_DERIVATIVE = "the function instead of its derivative"
 WRONG_DERIVATIVE = "wrong derivative"
 WRONG_AXIS = "wrong axis"
-D_WRT_W = "∂L/∂w instead of ∂L/∂z"
+D_WRT_W = "∂ℒ/∂w instead of ∂ℒ/∂z"
 
 #: central differences (ε = 1e-6, float64) are accurate to about 1e-9; compared with this tolerance
 NUM_RTOL, NUM_ATOL = 1e-5, 1e-7
@@ -323,7 +323,7 @@ def _loss_check(fb: Feedback, question: str, fn: Callable, ref_loss, make_torch:
         Probe(BATCH_FACTOR, lambda: close(grad_of(z, y), dz_ref * n),
               f"the gradient of the *mean* loss has a factor 1/N (N = {n} here): divide by the batch size"),
         Probe(SIGN_FLIP, lambda: close(grad_of(z, y), -dz_ref),
-              "∂L/∂z = (p − y)/N: prediction minus target, so that gradient descent lowers the loss"),
+              "∂ℒ/∂z = (p − y)/N: prediction minus target, so that gradient descent lowers the loss"),
     ]
     loss_probes = list(extra_probes) + [
         Probe(BATCH_FACTOR, lambda: close(loss, loss_value * n),
@@ -332,17 +332,17 @@ def _loss_check(fb: Feedback, question: str, fn: Callable, ref_loss, make_torch:
     ]
     check_array(fb, f"the loss returned by {question}(z, y) {label}", loss, loss_value, probes=loss_probes,
                 relations=False)
-    dz = check_array(fb, f"∂L/∂z returned by {question}(z, y) {label}", dz, dz_ref, probes=grad_probes,
+    dz = check_array(fb, f"∂ℒ/∂z returned by {question}(z, y) {label}", dz, dz_ref, probes=grad_probes,
                      relations=False, shape_hint="one entry per logit: the shape of z")
     if z.size <= 256 and np.abs(z).max() < 100:  # the loss's own derivative, by central differences
         numeric = numerical_gradient(lambda zz: float(type(ref_loss)().forward(zz, y)), z.copy())
-        check_array(fb, f"∂L/∂z returned by {question}(z, y) {label} against central differences of the loss",
+        check_array(fb, f"∂ℒ/∂z returned by {question}(z, y) {label} against central differences of the loss",
                     dz, numeric, rtol=NUM_RTOL, atol=NUM_ATOL, probes=grad_probes, relations=False)
 
     def student(zz, yy):
         return _split_pair(fb, f"{question}(z, y)", fn(zz, yy))
 
-    check_against_torch(fb, f"[loss, ∂L/∂z] of {question}(z, y) {label}", student, make_torch, [z, y],
+    check_against_torch(fb, f"[loss, ∂ℒ/∂z] of {question}(z, y) {label}", student, make_torch, [z, y],
                         requires_grad=True, probes=grad_probes)
 
 
@@ -370,7 +370,7 @@ def _torch_cross_entropy(z, y):
 
 
 def check_cross_entropy(cross_entropy: Callable, *, hidden: bool = False) -> None:
-    """``cross_entropy(z, y)`` → (mean of −log softmax(z)_{i, y_i}, ∂L/∂z = (p − onehot(y))/N).
+    """``cross_entropy(z, y)`` → (mean of −log softmax(z)_{i, y_i}, ∂ℒ/∂z = (p − onehot(y))/N).
 
     While it is checked, the notebook's ``softmax`` and ``log_softmax`` are the reference ones.
     """
@@ -428,7 +428,7 @@ def check_bce_with_logits(bce_with_logits: Callable, *, hidden: bool = False) ->
 # The saturation toy problem (seed 003): one sigmoid unit, MSE against cross entropy
 # --------------------------------------------------------------------------------------------
 def _toy_reference(w: float, b: float, x: float, y: float) -> np.ndarray:
-    """[∂L/∂z for L = ½(y − σ(z))², ∂L/∂z for L = cross entropy], through nnkit's layers and losses."""
+    """[∂ℒ/∂z for L = ½(y − σ(z))², ∂ℒ/∂z for L = cross entropy], through nnkit's layers and losses."""
     import nnkit as nk  # noqa: PLC0415
 
     z = np.array([[w * x + b]])
@@ -456,7 +456,7 @@ def _torch_toy(cases):
 
 
 def check_toy_gradients(toy_gradients: Callable, *, hidden: bool = False) -> None:
-    """``toy_gradients(w, b, x, y)`` → (∂L/∂z for ½(y − σ(z))², ∂L/∂z for cross entropy), z = w·x + b."""
+    """``toy_gradients(w, b, x, y)`` → (∂ℒ/∂z for ½(y − σ(z))², ∂ℒ/∂z for cross entropy), z = w·x + b."""
     __tracebackhide__ = True
     fb = Feedback("toy_gradients", hidden=hidden)
     if hidden:
@@ -475,7 +475,7 @@ def check_toy_gradients(toy_gradients: Callable, *, hidden: bool = False) -> Non
         for w, b, x, y in np.asarray(c, dtype=float):
             out = toy_gradients(float(w), float(b), float(x), float(y))
             if not isinstance(out, (tuple, list)) or len(out) != 2:
-                fb.fail(WRONG_TYPE, f"toy_gradients must return a pair (∂L/∂z for MSE, ∂L/∂z for cross entropy), "
+                fb.fail(WRONG_TYPE, f"toy_gradients must return a pair (∂ℒ/∂z for MSE, ∂ℒ/∂z for cross entropy), "
                                     f"got {type(out).__name__}")
             rows.append([float(np.asarray(v, dtype=float)) for v in out])
         return np.array(rows)
@@ -497,22 +497,22 @@ def check_toy_gradients(toy_gradients: Callable, *, hidden: bool = False) -> Non
               "the cross-entropy gradient is σ(z) − y, prediction minus target"),
         Probe(SIGN_FLIP, like(-expected), "both gradients have the wrong sign"),
         Probe(D_WRT_W, like(expected * xv[:, None]),
-              "multiply by x only for ∂L/∂w; the question asks for ∂L/∂z"),
+              "multiply by x only for ∂ℒ/∂w; the question asks for ∂ℒ/∂z"),
     ]
     got = call(fb, run, cases, name="toy_gradients(w, b, x, y)")
     got = as_array(fb, "toy_gradients(w, b, x, y)", got)
     what = (f"the notes' toy problem x = ±1, w = {cases[0, 0]:g}, b = {cases[0, 1]:g}" if not hidden
             else f"{len(cases)} other (w, b, x, y)")
-    check_array(fb, f"[∂L_MSE/∂z, ∂L_CE/∂z] for {what}", got, expected, probes=probes, relations=False,
+    check_array(fb, f"[∂ℒ_MSE/∂z, ∂ℒ_CE/∂z] for {what}", got, expected, probes=probes, relations=False,
                 shape_hint="one pair per case")
-    check_against_torch(fb, f"[∂L_MSE/∂z, ∂L_CE/∂z] for {what}", run, _torch_toy, [cases], probes=probes)
+    check_against_torch(fb, f"[∂ℒ_MSE/∂z, ∂ℒ_CE/∂z] for {what}", run, _torch_toy, [cases], probes=probes)
     h = 1e-6
 
     def losses(zz):  # [½(y − σ(z))², −y log σ(z) − (1 − y) log(1 − σ(z))] written with logaddexp (stable)
         sz = 1.0 / (1.0 + np.exp(-zz))
         return np.column_stack([0.5 * (yv - sz) ** 2, yv * np.logaddexp(0, -zz) + (1 - yv) * np.logaddexp(0, zz)])
 
-    check_array(fb, f"[∂L_MSE/∂z, ∂L_CE/∂z] for {what} against central differences in z", got,
+    check_array(fb, f"[∂ℒ_MSE/∂z, ∂ℒ_CE/∂z] for {what} against central differences in z", got,
                 (losses(z + h) - losses(z - h)) / (2 * h), rtol=NUM_RTOL, atol=NUM_ATOL, probes=probes,
                 relations=False)
     fb.passed("both gradients on the saturation toy problem")
