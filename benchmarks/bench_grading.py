@@ -143,7 +143,7 @@ def main() -> int:
     base = rows[0][1]
     print(f"{'jobs':>8}  {'wall s':>7}  {'s/submission':>12}  {'submissions/min':>15}  "
           f"{'median s/notebook (one worker)':>30}  {'speed-up':>8}")
-        for label, wall, per, rate, per_nb in rows:
+    for label, wall, per, rate, per_nb in rows:
         print(f"{label:>8}  {wall:>7.1f}  {per:>12.2f}  {rate:>15.1f}  {per_nb:>30.2f}  {base / wall:>8.2f}")
     if stock is not None:
         print(f"stock nbgrader autograde: {stock:.1f} s, {stock / args.students:.2f} s/submission; "
