@@ -180,11 +180,14 @@ class GradingExecute(Execute):
             return cell, resources
         self._out_chars, self._out_truncated = 0, False
         started = time.monotonic()
-        hearing = self._judge.start(cell, max(1.0, (self.timeout or 600) - 2)) if is_test else None
-        source = cell.source
+        limit = self.timeout or 600
+        # a test cell's checks get the cell's time limit, and so does the second run without the
+        # references: the kernel serving them may take both, and a little more for the grader's side
+        hearing = self._judge.start(cell, limit) if is_test else None
+        source, saved_timeout = cell.source, self.timeout
         try:
             if hearing is not None:
-                cell.source = hearing.serve_code
+                cell.source, self.timeout = hearing.serve_code, 2 * limit + 10
             cell, resources = super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
             why = describe_exit(self._exit_code(), oom=self._oom())
@@ -194,7 +197,7 @@ class GradingExecute(Execute):
             self._event("kernel_died", name, test=is_test, detail=why)
             raise KernelStopped(name)
         finally:
-            cell.source = source
+            cell.source, self.timeout = source, saved_timeout
         timed_out = any(o.get("output_type") == "error" and o.get("ename") == "CellTimeoutError" for o in cell.outputs)
         if hearing is not None:
             self._record_verdict(cell, name, hearing.finish(grace=1.0), timed_out)

@@ -160,8 +160,9 @@ class Judge:
 
     # -- one test cell ----------------------------------------------------------------------------
     def start(self, cell, seconds: float) -> Hearing:
-        """Begin judging ``cell`` in a thread; the kernel must now run ``hearing.serve_code``."""
-        return Hearing(self, cell, next(self.sessions), time.monotonic() + seconds)
+        """Begin judging ``cell`` in a thread; the kernel must now run ``hearing.serve_code``.
+        The checks have ``seconds``, and the run without the references as many again."""
+        return Hearing(self, cell, next(self.sessions), seconds)
 
     def question(self, cell) -> str:
         gid = cell.metadata.get("nbgrader", {}).get("grade_id", "this test")
@@ -171,8 +172,9 @@ class Judge:
 class Hearing:
     """One test cell being judged, in its own thread, while the kernel serves."""
 
-    def __init__(self, judge: Judge, cell, session: int, deadline: float):
-        self.judge, self.session, self.deadline = judge, session, deadline
+    def __init__(self, judge: Judge, cell, session: int, seconds: float):
+        self.judge, self.session, self.seconds = judge, session, seconds
+        self.deadline = time.monotonic() + seconds
         self.source = _python(cell.source)  # read now: the kernel runs ``serve_code`` in the cell's place
         self.question = judge.question(cell)
         self.cancel = threading.Event()
@@ -247,7 +249,8 @@ class Hearing:
     def _without_references(self, conv, verdict: Verdict, policy, names: set[str]) -> list[str]:
         """The forbidden references the answer needed: the checks run again in a throw-away
         child of the kernel where they refuse to run ([] if it passes there)."""
-        budget = max(1.0, self.deadline - time.monotonic())
+        budget = self.seconds
+        self.deadline = conv.deadline = time.monotonic() + budget
         try:
             with conv.forked(policy.forbid, policy.allow, budget), _without_torch():
                 blocked = _execute(self.source, self._fresh_namespace(conv, names),

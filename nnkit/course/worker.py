@@ -198,6 +198,20 @@ def _clear(folder: Path) -> None:
                 entry.unlink()
 
 
+def _warm_up() -> None:
+    """Import what the judge's checks use (PyTorch, every check module) once, before the first
+    submission: otherwise the first test cell a worker judges pays for it within its time limit."""
+    import importlib
+
+    from nnkit import grading
+
+    for name in sorted(grading._SUBMODULES):
+        with contextlib.suppress(Exception):
+            importlib.import_module(f"nnkit.grading.{name}")
+    with contextlib.suppress(Exception):
+        import torch  # noqa: F401
+
+
 def worker_main(setup: WorkerSetup, tasks, results) -> None:  # pragma: no cover - child process
     """A grading worker: one submission at a time, each into its own gradebook."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
@@ -212,6 +226,7 @@ def worker_main(setup: WorkerSetup, tasks, results) -> None:  # pragma: no cover
     logging.getLogger("traitlets").setLevel(logging.ERROR)
     SB.become_subreaper()
     _prepare_worker_dir(setup)
+    _warm_up()
     results.put(("ready", setup.slot, None))
     while True:
         task = tasks.get()
