@@ -220,15 +220,11 @@ class Hearing:
         source = self.source
         tree = ast.parse(source)
         free = _free_names(tree) - set(dir(__import__("builtins")))
-        namespace = self.judge.names(free)
-        names = free - set(namespace)
+        names = free - set(self.judge.names(free))
         try:
-            found = conv.request("lookup", names=sorted(names))
+            namespace = self._fresh_namespace(conv, names)
         except wire.ChannelProblem as e:
             return _channel_verdict(e, self.deadline), names, []
-        for name, entry in (found or {}).items():
-            if isinstance(entry, list) and len(entry) == 2 and entry[0] and name in names:
-                namespace[name] = entry[1]
         checks = _called(tree, namespace)
         return _execute(source, namespace, self.question, self.deadline), names, checks
 
@@ -262,10 +258,11 @@ class Hearing:
         return touched if not blocked.passed else []
 
     def _fresh_namespace(self, conv, names: set[str]) -> dict:
+        """The grader's names, with ``names`` looked up in the kernel (the student's)."""
         namespace = self.judge.names(set())
         found = conv.request("lookup", names=sorted(names))
         for name, entry in (found or {}).items():
-            if isinstance(entry, list) and len(entry) == 2 and entry[0]:
+            if isinstance(entry, list) and len(entry) == 2 and entry[0] and name in names:
                 namespace[name] = entry[1]
         return namespace
 
