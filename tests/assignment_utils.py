@@ -60,19 +60,28 @@ def release_path(assignment: str) -> Path:
     return RELEASE / assignment / f"{assignment}.ipynb"
 
 
-def mutation_tables() -> dict[str, dict]:
-    """{assignment: MUTATIONS} for every tests/mutations/<assignment>.py."""
+def mutation_modules() -> dict:
+    """{assignment: module} for every tests/mutations/<assignment>.py."""
     import importlib.util
 
-    tables = {}
+    modules = {}
     for path in sorted(MUTATIONS_DIR.glob("*.py")):
         if path.name.startswith("_"):
             continue
         spec = importlib.util.spec_from_file_location(f"_mutations_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        tables[path.stem] = module.MUTATIONS
-    return tables
+        modules[path.stem] = module
+    return modules
+
+
+def mutation_tables() -> dict[str, dict[str, list]]:
+    """{assignment: {question: [Bug, ...]}} for every tests/mutations/<assignment>.py (delegations
+    included)."""
+    from mutations import Bug
+
+    return {assignment: {qid: [Bug(*entry) for entry in entries] for qid, entries in module.MUTATIONS.items()}
+            for assignment, module in mutation_modules().items()}
 
 
 # --- notebooks -----------------------------------------------------------------------------------
