@@ -17,7 +17,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from assignment_utils import MUTANT_PREFIX, Course, answered, assignment_names, mutation_modules, plant
+from assignment_utils import (
+    MUTANT_PREFIX,
+    Course,
+    answered,
+    assignment_names,
+    mutation_modules,
+    plant,
+)
 from mutations import OBSERVATIONS, Bug
 
 #: the targets the test suite asserts over the whole corpus
@@ -110,7 +117,7 @@ class Figures:
     collateral: float
 
     @classmethod
-    def of(cls, name: str, found: list[Outcome]) -> "Figures":
+    def of(cls, name: str, found: list[Outcome]) -> Figures:
         n = len(found) or 1
         return cls(name, len(found), sum(o.caught for o in found) / n, sum(o.right for o in found) / n,
                    sum(bool(o.wrong) for o in found) / n, sum(bool(o.collateral) for o in found) / n)

@@ -28,9 +28,6 @@ import time
 
 import nbformat
 import pytest
-
-from feedback_corpus import corpus, details, diagnoses, outcomes, report, student_id
-from mutations import OBSERVATIONS
 from assignment_utils import (
     HIDDEN_BEGIN,
     SOLUTION_BEGIN,
@@ -49,6 +46,8 @@ from assignment_utils import (
     release_path,
     source_path,
 )
+from feedback_corpus import corpus, details, diagnoses, outcomes, report, student_id
+from mutations import OBSERVATIONS
 
 # NNKIT_ASSIGNMENTS=ps1_perceptron,ps3_backprop restricts the run to some assignments.
 _ONLY = [a for a in os.environ.get("NNKIT_ASSIGNMENTS", "").split(",") if a]
