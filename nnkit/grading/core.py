@@ -62,6 +62,10 @@ import numpy as np
 
 from nnkit.gradcheck import relative_error  # the course's one definition, documented there
 
+from .report import ASPECTS, CheckFailed, Comparison, Report, Step, install_excepthook
+
+install_excepthook()  # a plain script that fails a check prints the message, not the grader's frames
+
 # --- bug classes: the phrases feedback uses (mutation tables match on them) ------------------
 WRONG_SHAPE = "wrong shape"
 WRONG_VALUES = "wrong values"
@@ -111,15 +115,25 @@ class Feedback:
 
     ``question`` is the question's id (the nbgrader ``grade_id`` of its solution cell); every
     message starts with it. ``hidden=True`` selects the hidden-test rules: no array values in
-    any message.
+    any message. ``steps`` records what passed so far (``step``), for the report a failure
+    carries (``nnkit.grading.report``).
     """
 
     def __init__(self, question: str, *, hidden: bool = False):
         self.question = question
         self.hidden = bool(hidden)
+        self.steps: list[Step] = []
 
-    def fail(self, category: str, detail: str, *, likely: str | None = None, hint: str | None = None):
-        """Raise ``AssertionError('[question] category: detail. Likely bug: likely — hint')``."""
+    def step(self, subject: str, *aspects: str) -> None:
+        """Record that ``aspects`` of ``subject`` passed (e.g. "values" of "δ³")."""
+        self.steps += [Step(subject, aspect) for aspect in aspects]
+
+    def fail(self, category: str, detail: str, *, likely: str | None = None, hint: str | None = None,
+             compared: Comparison | None = None):
+        """Raise ``AssertionError('[question] category: detail. Likely bug: likely — hint')``.
+
+        It is a ``CheckFailed`` carrying a ``Report``: the steps passed so far and ``compared``,
+        what the failed comparison looked at (its arrays are dropped in a hidden check)."""
         __tracebackhide__ = True
         where = "hidden check" if self.hidden else "check"
         msg = f"[{self.question}] {where} failed, {category}: {detail.rstrip('.')}."
@@ -128,7 +142,11 @@ class Feedback:
             msg += f" — {hint.rstrip('.')}." if hint else "."
         elif hint:
             msg += f" {hint[:1].upper()}{hint[1:].rstrip('.')}."
-        raise AssertionError(msg.replace("\n", " "))
+        msg = msg.replace("\n", " ")
+        if compared is not None and self.hidden:
+            compared = Comparison(compared.subject, compared.aspect)
+        report = Report(self.question, msg, category, hidden=self.hidden, passed=list(self.steps), compared=compared)
+        raise CheckFailed(msg, report) from None
 
     def passed(self, what: str = "") -> None:
         """Print that the visible checks passed (hidden checks pass silently)."""
@@ -433,6 +451,16 @@ def mismatch(fb: Feedback, name: str, got: np.ndarray, expected: np.ndarray, *, 
     return WRONG_VALUES, detail, likely, _RELATION_HINTS.get(likely)
 
 
+def _compared(name: str, category: str, got, expected, rtol: float, atol: float) -> Comparison:
+    """What a failed ``mismatch`` looked at, for the report: which of ``ASPECTS`` failed, the arrays."""
+    aspect = {WRONG_TYPE: "type", WRONG_SHAPE: "shape", NON_FINITE: "finite"}.get(category, "values")
+    try:
+        got, expected = np.asarray(got, dtype=float), np.asarray(expected, dtype=float)
+    except (TypeError, ValueError):
+        got = expected = None
+    return Comparison(name, aspect, got, expected, rtol, atol)
+
+
 def check_array(fb: Feedback, name: str, got, expected, *, rtol: float = RTOL, atol: float = ATOL,
                 probes: Sequence[Probe] = (), batch_size: int | None = None, shape_hint: str | None = None,
                 relations: bool = True) -> np.ndarray:
@@ -453,7 +481,9 @@ def check_array(fb: Feedback, name: str, got, expected, *, rtol: float = RTOL, a
         probe = diagnose(probes)
         if probe is not None:
             likely, hint = probe.bug, probe.hint
-        fb.fail(category, detail, likely=likely, hint=hint)
+        fb.fail(category, detail, likely=likely, hint=hint,
+                compared=_compared(name, category, got, expected, rtol, atol))
+    fb.step(name, *ASPECTS)
     return got
 
 
@@ -484,7 +514,9 @@ def check_layers(fb: Feedback, symbol: str, got: Sequence, expected: Sequence, *
             probe = diagnose(probes)
             if probe is not None:
                 likely, hint = probe.bug, probe.hint
-            fb.fail(context, detail, likely=likely, hint=hint)
+            fb.fail(context, detail, likely=likely, hint=hint,
+                    compared=_compared(name, found[0], got[i], expected[i], rtol, atol))
+        fb.step(name, *ASPECTS)
         right_after = layer
 
 
