@@ -31,6 +31,7 @@ import numpy as np
 from nbformat.v4 import new_output
 
 from nnkit.grading import remote, wire
+from nnkit.grading.report import html_of
 
 from . import delegation
 from .submission import is_course_cell
@@ -45,7 +46,10 @@ JUDGE_RECURSION, JUDGE_STACK = 20_000, 256 << 20
 
 @dataclass
 class Verdict:
-    """What a test cell's checks decided, and what the notebook shows for it."""
+    """What a test cell's checks decided, and what the notebook shows for it.
+
+    ``html`` is a failed check's report (``nnkit.grading.report``): the cell shows it as a
+    display, then the short error output that makes nbgrader score the cell 0."""
 
     passed: bool
     printed: str = ""
@@ -53,9 +57,12 @@ class Verdict:
     ename: str = "AssertionError"
     delegated: list[str] = field(default_factory=list)
     remark: str = ""
+    html: str = ""
 
     def outputs(self) -> list:
         outs = [new_output("stream", name="stdout", text=self.printed)] if self.printed else []
+        if not self.passed and self.html:
+            outs.append(new_output("display_data", data={"text/html": self.html, "text/plain": self.message}))
         if not self.passed:
             outs.append(new_output("error", ename=self.ename, evalue=self.message,
                                    traceback=[f"{self.ename}: {self.message}"]))
@@ -286,7 +293,7 @@ def _execute(source: str, namespace: dict, question: str, deadline: float, *, qu
         try:
             exec(code, namespace)  # noqa: S102 - the course's own test cell, from the gradebook
         except AssertionError as e:
-            return Verdict(False, printed="" if quiet else out.getvalue(), message=str(e))
+            return Verdict(False, printed="" if quiet else out.getvalue(), message=str(e), html=html_of(e))
         except wire.ChannelProblem as e:
             if quiet:
                 raise
