@@ -6,11 +6,12 @@ namespace with the planted cell in place of the solution, then the question's hi
 (the line between the test cell's hidden-test markers) is called. Its failure message must not
 contain a number that equals — to the digits it shows, at least 2 and at most 3 significant
 ones — an entry of any expected result the check compared with, nor the largest magnitude of
-one.
+one. The HTML report of the failure shows that message and nothing else.
 """
 from __future__ import annotations
 
 import contextlib
+import html
 import math
 import os
 import re
@@ -33,6 +34,7 @@ from assignment_utils import (  # noqa: E402
 )
 
 import nnkit.grading.core as core  # noqa: E402
+from nnkit.grading.report import html_of  # noqa: E402
 
 TABLES = mutation_tables()
 #: questions whose check trains a network for long: the hidden run costs minutes, not seconds
@@ -162,11 +164,19 @@ def test_hidden_message_reveals_no_expected_value(assignment, question, index):
             with core.quiet(), contextlib.redirect_stdout(open(os.devnull, "w")):  # noqa: SIM115
                 exec(compile(hidden_lines(assignment, question), "<hidden test>", "exec"), namespace)
         except AssertionError as err:
-            message = str(err)
+            message, shown = str(err), html_text(err)
         else:
             pytest.skip(f"the hidden check alone passes {bug!r} (the visible check or the judge catches it)")
     assert "hidden check" in message, message
     assert not leaked(message, expected), f"{message!r} shows {leaked(message, expected)}"
+    assert shown == message, f"the HTML report of a hidden check shows more than its message: {shown!r}"
+
+
+def html_text(err: AssertionError) -> str:
+    """The text of a failed check's HTML report (what a notebook and the feedback file show)."""
+    report = html_of(err)
+    assert report, f"a failed check carries an HTML report: {err!r}"
+    return html.unescape(re.sub(r"<[^>]+>", "", report)).strip()
 
 
 def test_the_leak_detector_finds_a_shown_value():
