@@ -90,7 +90,7 @@ def test_a_failed_check_shows_its_report(executed):
     first = re.search(r"class='nnkit-first-wrong'[^>]*>([^<]*)<", html)
     assert first and "sigmoid_prime(z)[3]" in first.group(1) and "expected 0.235004" in first.group(1), html
     assert "nnkit-grid" in html, "2 of 5 entries wrong: the picture of where they differ is shown"
-    assert html.count("outline:") == 1, "the first wrong entry is outlined in the picture"
+    assert html.count("nnkit-first-wrong-square") == 1, "the first wrong entry is outlined in the picture"
 
 
 @pytest.mark.notebooks

@@ -159,6 +159,8 @@ def _sentence(report: Report) -> str:
     _, found, rest = text.partition(f" failed, {report.category}: ")
     text = rest if found else text
     said, found, likely = text.partition(" Likely bug: ")
+    if report.compared is not None and report.compared.first_wrong() is not None:
+        said = said.split("; first wrong entry")[0].rstrip(".") + "."  # the highlighted line below says it
     out = f"<div style='margin-top:4px'>{_esc(said)}</div>"
     if found:
         out += f"<div><b>Likely bug:</b> {_esc(likely)}</div>"
@@ -189,7 +191,7 @@ def _step_lines(report: Report) -> list[str]:
         before = ASPECTS[:ASPECTS.index(failing.aspect)] if failing.aspect in ASPECTS else ()
         lines.append(_subject_line(failing.subject, [_chip(a, True) for a in before] + [_chip(failing.aspect, False)],
                                    first_wrong=True))
-    else:
+    elif lines:  # after steps that passed, what failed (alone, the heading says it)
         lines.append(_subject_line("", [_chip(report.category, False)]))
     return lines
 
@@ -216,37 +218,39 @@ def _first_wrong_line(compared: Comparison) -> str:
 
 
 def _grid(compared: Comparison) -> str:
-    """A table of coloured cells, one per entry, when the pattern of wrong entries says something."""
+    """A picture of which entries are wrong (red; the first one outlined), one square per entry,
+    when the pattern says more than the sentence: some entries wrong, not one, not all."""
     wrong = compared.wrong()
     if wrong is None or wrong.ndim not in (1, 2) or not 1 < int(wrong.sum()) < wrong.size \
             or wrong.size > GRID_ENTRIES or wrong.shape[-1] > GRID_COLUMNS:
         return ""
     rows = wrong.reshape(1, -1) if wrong.ndim == 1 else wrong
-    got = np.asarray(compared.got, dtype=float).reshape(rows.shape)
-    expected = np.asarray(compared.expected, dtype=float).reshape(rows.shape)
-    first = np.argwhere(rows)[0]
-    cells = []
-    for i, row in enumerate(rows):
-        cells.append("<tr>" + "".join(_cell(bool(bad), (i, j) == tuple(first), _cell_title(compared, i, j, got,
-                                                                                             expected))
-                                      for j, bad in enumerate(row)) + "</tr>")
+    first = tuple(np.argwhere(rows)[0])
+    squares = [_square(compared, (i, j), bool(bad), (i, j) == first)
+               for (i, j), bad in np.ndenumerate(rows)]
+    width, height = rows.shape[1] * CELL + 2, rows.shape[0] * CELL + 2
     caption = (f"where {_esc(compared.subject)} differs: {int(wrong.sum())} of {wrong.size} entries "
-               f"(red), the first one outlined")
-    return (f"<table class='nnkit-grid' style='border-collapse:separate;border-spacing:1px;margin:4px 0'>"
-            f"<caption style='caption-side:bottom;text-align:left;font-size:11px;color:#555'>{caption}</caption>"
-            f"{''.join(cells)}</table>")
+               "(red), the first one outlined")
+    return (f"<div class='nnkit-grid' style='margin:4px 0'><svg width='{width}' height='{height}' "
+            f"xmlns='http://www.w3.org/2000/svg'>{''.join(squares)}</svg>"
+            f"<div style='font-size:11px;color:#555'>{caption}</div></div>")
 
 
-def _cell_title(compared: Comparison, i: int, j: int, got: np.ndarray, expected: np.ndarray) -> str:
-    index = f"[{j}]" if np.ndim(compared.got) == 1 else f"[{i}, {j}]"
-    return f"{index} expected {_number(expected[i, j])}, got {_number(got[i, j])}"
+#: the side of one entry's square in the picture, in pixels
+CELL = 12
 
 
-def _cell(bad: bool, first: bool, title: str) -> str:
-    colour = "#ef9a9a" if bad else "#c8e6c9"
-    edge = f"outline:2px solid {_EDGE};" if first else ""
-    return (f"<td title='{_esc(title)}' style='width:12px;height:12px;padding:0;background:{colour};{edge}'>"
-            "</td>")
+def _square(compared: Comparison, index: tuple[int, int], bad: bool, first: bool) -> str:
+    """One entry's square; a wrong one says, on hover, what was expected and what came."""
+    i, j = index
+    at = f"x='{j * CELL + 1}' y='{i * CELL + 1}' width='{CELL - 2}' height='{CELL - 2}'"
+    if not bad:
+        return f"<rect {at} fill='#c8e6c9'/>"
+    edge = f" stroke='{_EDGE}' stroke-width='2' class='nnkit-first-wrong-square'" if first else ""
+    where = (j,) if np.ndim(compared.got) == 1 else (i, j)
+    got, expected = np.asarray(compared.got, dtype=float), np.asarray(compared.expected, dtype=float)
+    title = f"[{', '.join(map(str, where))}] expected {_number(expected[where])}, got {_number(got[where])}"
+    return f"<rect {at} fill='#ef9a9a'{edge}><title>{_esc(title)}</title></rect>"
 
 
 # --- terminals -----------------------------------------------------------------------------------
