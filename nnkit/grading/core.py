@@ -23,7 +23,10 @@ A test cell of an nbgrader assignment calls one ``check_<question>`` function (i
     the student's function calls, so that each question is graded on its own.
 
 Every failure goes through a ``Feedback`` and becomes ``AssertionError("[question] ...")`` —
-one sentence a teaching assistant would say. In a *hidden* check the message gives the
+one sentence a teaching assistant would say. It is a ``CheckFailed`` (``nnkit.grading.report``)
+that also carries what the check learned: a notebook shows it as compact HTML (the steps that
+passed, the first wrong layer or entry) with the sentence alone in place of a traceback, and a
+plain script that fails a check prints the sentence alone. In a *hidden* check the message gives the
 category, the shapes and how many entries are wrong, never an expected value nor a magnitude
 one could be read from (no error size); a visible check may show the largest error and the
 first wrong entry. A passing visible check prints "visible checks passed", never
@@ -505,8 +508,8 @@ def check_layers(fb: Feedback, symbol: str, got: Sequence, expected: Sequence, *
     for i in reversed(range(len(expected))):
         layer = first_layer + i
         name = f"{symbol}{sup(layer)}"
-        found = mismatch(fb, name, as_array(fb, name, got[i]), np.asarray(expected[i]), rtol=rtol, atol=atol,
-                         batch_size=batch_size)
+        arr = as_array(fb, name, got[i])
+        found = mismatch(fb, name, arr, np.asarray(expected[i]), rtol=rtol, atol=atol, batch_size=batch_size)
         if found is not None:
             _, detail, likely, hint = found
             context = f"{name} is wrong; " + (f"{symbol}{sup(right_after)} was right" if right_after is not None
@@ -515,7 +518,7 @@ def check_layers(fb: Feedback, symbol: str, got: Sequence, expected: Sequence, *
             if probe is not None:
                 likely, hint = probe.bug, probe.hint
             fb.fail(context, detail, likely=likely, hint=hint,
-                    compared=_compared(name, found[0], got[i], expected[i], rtol, atol))
+                    compared=_compared(name, found[0], arr, expected[i], rtol, atol))
         fb.step(name, *ASPECTS)
         right_after = layer
 

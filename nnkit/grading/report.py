@@ -101,6 +101,9 @@ class CheckFailed(AssertionError):
         self.report = report
         self._published = False
 
+    def __reduce__(self):
+        return type(self), (str(self), self.report)
+
     def _render_traceback_(self) -> list[str]:
         """What IPython shows in place of the traceback (it asks twice: publish once)."""
         if not self._published:
