@@ -140,7 +140,8 @@ def test_a_graded_wrong_answer_scores_zero_and_its_feedback_reads_at_a_glance(tm
     course = Course.create(tmp_path / "nnkit", [assignment])
     perfect = answered(assignment, course.root)
     first = questions(perfect)[0]
-    _bug, source, phrase = mutation_tables()[assignment][first][0]
+    entry = mutation_tables()[assignment][first][0]
+    source, phrase = entry[1], entry[2]  # the planted answer, and what the feedback calls it
     course.submit(assignment, "right", perfect)
     course.submit(assignment, "wrong", plant(perfect, first, source))
     report = course.grade(assignment)
