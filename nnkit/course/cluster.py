@@ -344,6 +344,7 @@ def _grade_in(tmp: Path, task: Task) -> Outcome:
         setup = worker_setup(0, plan, root=root, cid=course.course_id, opts=opts, template=template,
                              workdir=workdir, submitted_dir=root / C.directory(cfg, "submitted_directory", "submitted"),
                              release_dir=root / C.directory(cfg, "release_directory", "release") / course.assignment)
+        setup.one_submission = True   # its first kernel boots while it imports nbgrader; no second one
         record = run_worker(setup, student, task.extension, opts.watchdog)
         record["host"] = socket.gethostname()
         db = record.pop("db", None)

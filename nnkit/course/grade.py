@@ -132,9 +132,9 @@ def worker_setup(slot: int, plan: CT.Plan, *, root: Path, cid: str, opts: GradeO
     return W.WorkerSetup(slot=slot, root=str(root), course_id=cid, assignment=opts.assignment,
                          template_db=str(template), workdir=str(workdir), options=dataclasses.asdict(opts),
                          spec=plan.specs[slot] if plan.specs else None,
-                         uid=plan.uids[slot] if plan.uids else None,
+                         uids=plan.worker_slots(slot, plan.uids),
                          submitted_dir=str(submitted_dir), release_dir=str(release_dir),
-                         kernel_group=plan.kernel_groups[slot] if plan.kernel_groups else None,
+                         kernel_groups=plan.worker_slots(slot, plan.kernel_groups),
                          worker_group=plan.worker_groups[slot] if plan.worker_groups else None)
 
 
@@ -255,9 +255,9 @@ def grade_assignment(root: Path, opts: GradeOptions, *, log=print) -> GradeRun:
                 with contextlib.suppress(Exception):
                     proc.kill()
                     proc.join(5)
-                if uids:
+                for uid in plan.worker_slots(slot, uids) or []:
                     with contextlib.suppress(Exception):
-                        SB.kill_uid(uids[slot])
+                        SB.kill_uid(uid)
                 if s is not None:
                     why = (f"the grader gave up after {int(opts.watchdog)} s" if stuck
                            else f"the grading worker died (exit code {proc.exitcode})")
