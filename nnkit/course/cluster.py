@@ -158,6 +158,7 @@ def grade_on_cluster(root: Path, opts, *, log=print):
 def course_files(root: Path, cfg, cid: str, opts, scratch: Path) -> CourseFiles:
     """The course's part of every task; the template gradebook is copied from the course's."""
     template = scratch / "template.db"
+    GB.new_sqlite_gradebook(template)
     GB.copy_assignment(C.db_url(cfg, root), f"sqlite:///{template}", cid, opts.assignment)
     folder = {name: root / C.directory(cfg, f"{name}_directory", name) / opts.assignment
               for name in ("source", "release")}
