@@ -163,6 +163,7 @@ def grade_assignment(root: Path, opts: GradeOptions, *, log=print) -> GradeRun:
     (on this machine, or on the Dask cluster of ``opts.scheduler``: ``cluster.py``)."""
     import warnings
 
+    W.skip_slow_imports()
     if opts.scheduler:
         from .cluster import grade_on_cluster
 

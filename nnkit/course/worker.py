@@ -233,9 +233,20 @@ def _warm_up() -> None:
         import torch  # noqa: F401
 
 
+def skip_slow_imports() -> None:
+    """Where the optional ``rfc3987_syntax`` is installed, jsonschema (imported by nbformat)
+    builds a parser for IRIs as it is imported: 1–2 s in every process that reads a notebook.
+    The notebook schema has no IRIs to check, so grading processes go without it."""
+    import sys
+
+    if "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)
+
+
 def worker_main(setup: WorkerSetup, tasks, results) -> None:  # pragma: no cover - child process
     """A grading worker: one submission at a time, each into its own gradebook."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    skip_slow_imports()
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     import logging
     import warnings
