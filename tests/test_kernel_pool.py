@@ -221,3 +221,38 @@ def test_a_started_kernel_is_contained_like_one_started_on_demand(graded):
     for key in ("allowed", "masked", "proc", "home"):
         assert started["mounts"][key] == on_demand["mounts"][key]
     assert [e["kind"] for e in graded["report"]["students"]["e_exits"]["events"]].count("restarted") == 1
+
+
+def test_a_started_kernel_that_died_is_thrown_away(tmp_path):
+    """claim() gives no kernel that died before it confined itself (GradingExecute then starts
+    one for the submission, as it does after a stop), and stops what is left of it."""
+    import types
+
+    from nnkit.course import kernel_pool as KP
+
+    class Manager:   # a kernel manager whose kernel has exited
+        def __init__(self):
+            self.provisioner = types.SimpleNamespace(process=types.SimpleNamespace(pid=1 << 22, poll=lambda: 1))
+            self.stopped = self.cleaned = False
+
+        async def shutdown_kernel(self, now=False):
+            self.stopped = now
+
+        def cleanup_resources(self):
+            self.cleaned = True
+
+    lanes = [KP.Lane(i, tmp_path / f"lane{i}", None, []) for i in range(2)]
+    started = []
+    pool = KP.KernelPool(lanes, workspaces=tmp_path / "ws", assignment=F.TINY, fsize=None, ahead=True,
+                         fresh_runtime=lambda lane: None)
+
+    def start(lane):
+        started.append(lane.index)
+        pool._started[lane.index] = KP._Started(Manager(), lane, tmp_path / "ws" / str(lane.index))
+
+    pool._start = start
+    pool.prestart()
+    manager = pool._started[0].km
+    assert pool.claim(str(tmp_path)) is None
+    assert manager.stopped and manager.cleaned
+    assert started == [0, 1]   # the next lane's kernel was started all the same
