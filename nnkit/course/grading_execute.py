@@ -153,7 +153,7 @@ class GradingExecute(Execute):
         folder = (resources or {}).get("metadata", {}).get("path") or os.getcwd()
         claimed = self.prestarted.claim(folder)
         if claimed is not None:
-            self.km, self.kc, self.owns_km = claimed.km, None, False
+            self.km, self.kc, self.owns_km = claimed.km, claimed.kc, False
         return claimed
 
     def _give_back(self, claimed) -> None:

@@ -73,9 +73,11 @@ class Lane:
 
 @dataclasses.dataclass
 class Claimed:
-    """A started kernel handed over for one submission: its manager and what its launcher applied."""
+    """A started kernel handed over for one submission: its manager, a client whose channels
+    reach it, and what its launcher applied."""
 
     km: object
+    kc: object
     report: dict
 
 
@@ -167,10 +169,11 @@ class KernelPool:
         report = self._wait_confined(started)
         why = "the kernel did not start" if report is None else SB.fill_workspace(
             report["pid"], (started.lane.uid, started.lane.uid), str(started.workspace), source, self.fsize)
-        if why is not None:
+        kc = None if why is not None else _client(started.km)
+        if kc is None:
             self.discard(started.km)
             return None
-        return Claimed(started.km, report)
+        return Claimed(started.km, kc, report)
 
     def finish(self) -> None:
         """After a submission: kill what is left of its kernels; the next one grades on the
@@ -191,6 +194,9 @@ class KernelPool:
         """Stop a kernel manager's kernel now (no graceful shutdown: nothing in it is kept)."""
         from jupyter_core.utils import run_sync
 
+        with contextlib.suppress(Exception):   # killed first: shutdown_kernel then need not poll
+            km.provisioner.process.kill()
+            km.provisioner.process.wait(timeout=5)
         with contextlib.suppress(Exception):
             run_sync(km.shutdown_kernel)(now=True)
         with contextlib.suppress(Exception):
@@ -231,6 +237,35 @@ class KernelPool:
                     return report
             time.sleep(0.01)
         return None
+
+
+def _client(km):
+    """A client of ``km``'s kernel whose shell and IOPub channels are both connected, or None.
+
+    jupyter_client's ``wait_for_ready`` without its last step, which waits for 0.2 s of
+    silence on IOPub: nbclient tells a cell's messages from earlier ones by their parent.
+    """
+    from queue import Empty
+
+    from jupyter_core.utils import run_sync
+
+    async def connected() -> bool:
+        deadline = time.monotonic() + CLAIM_TIMEOUT
+        while time.monotonic() < deadline and await km.is_alive():
+            kc.kernel_info()
+            with contextlib.suppress(Empty):
+                if (await kc.get_shell_msg(timeout=1))["msg_type"] == "kernel_info_reply":
+                    await kc.get_iopub_msg(timeout=0.2)
+                    return True
+        return False
+
+    kc = km.client()
+    kc.start_channels()
+    kc.allow_stdin = False
+    if run_sync(connected)():
+        return kc
+    kc.stop_channels()
+    return None
 
 
 def write_lane(lane: Lane, spec: dict, jupyter: Path, argv_tail: list[str]) -> None:
