@@ -10,6 +10,7 @@ the rest, to compare containment with), and honest, blank and wrong answers.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -169,7 +170,7 @@ def test_each_kernel_was_started_ahead_and_serves_one_submission(graded):
     assert all("/ws/w0/" in k["mounts"]["workspace"] for k in first), first
     # consecutive submissions run on the worker's two lanes: two uids, taking turns
     users = [k["user"] for k in first]
-    assert len(set(users)) == 2 and all(a != b for a, b in zip(users, users[1:])), users
+    assert len(set(users)) == 2 and all(a != b for a, b in itertools.pairwise(users)), users
 
 
 @needs_pool
