@@ -14,7 +14,10 @@ class. Prints, per run:
 * wall time for the class, start-up of the workers included;
 * seconds per submission (wall / students) and submissions per minute;
 * the median time one worker spent on one notebook (kernel start to gradebook written);
-* the speed-up of each run over the first.
+* the speed-up of each run over the first;
+* the machine's load average (1 minute) when the run started;
+* with ``--stock``, each run's time as a fraction of stock nbgrader's (the goal for
+  ``--jobs 1``: at most 0.5×).
 
 ``--local-cluster N`` also grades the class once on a Dask cluster started on this machine (a
 scheduler and N ``dask worker --nthreads 1`` processes, stopped afterwards); ``--scheduler
@@ -119,6 +122,7 @@ def main() -> int:
                 F.submit(root, f"student{i:03d}", args.assignment, good)
             opts = GradeOptions(assignment=args.assignment, cell_timeout=args.timeout,
                                 sandbox=not args.no_sandbox, progress=False, **where)
+            load = os.getloadavg()[0]
             started = time.perf_counter()
             run = grade_assignment(root, opts, log=lambda *a: None)
             wall = time.perf_counter() - started
@@ -128,13 +132,14 @@ def main() -> int:
                 print(f"  {label}: grading went wrong ({run.message or short}); figures not valid")
                 return 1
             per_nb = statistics.median(r["seconds"] for r in run.records.values())
-            rows.append((label, wall, wall / args.students, 60 * args.students / wall, per_nb))
+            rows.append((label, wall, wall / args.students, 60 * args.students / wall, per_nb, load))
         stock = None
         if args.stock:
             root = F.copy_course(Path(tmp) / "stock", REPO, args.assignment)
             good = F.answered(root, args.assignment)
             for i in range(args.students):
                 F.submit(root, f"student{i:03d}", args.assignment, good)
+            stock_load = os.getloadavg()[0]
             stock = stock_nbgrader(root, args.assignment)
             scores = GB.scores(f"sqlite:///{root / 'gradebook.db'}", "nnkit", args.assignment)
             if len(scores) != args.students or any(v["code_score"] < v["max_code_score"] for v in scores.values()):
@@ -142,12 +147,14 @@ def main() -> int:
                 return 1
     base = rows[0][1]
     print(f"{'jobs':>8}  {'wall s':>7}  {'s/submission':>12}  {'submissions/min':>15}  "
-          f"{'median s/notebook (one worker)':>30}  {'speed-up':>8}")
-    for label, wall, per, rate, per_nb in rows:
-        print(f"{label:>8}  {wall:>7.1f}  {per:>12.2f}  {rate:>15.1f}  {per_nb:>30.2f}  {base / wall:>8.2f}")
+          f"{'median s/notebook (one worker)':>30}  {'speed-up':>8}  {'load':>5}"
+          + (f"  {'× stock':>7}" if stock is not None else ""))
+    for label, wall, per, rate, per_nb, load in rows:
+        print(f"{label:>8}  {wall:>7.1f}  {per:>12.2f}  {rate:>15.1f}  {per_nb:>30.2f}  {base / wall:>8.2f}  "
+              f"{load:>5.1f}" + (f"  {wall / stock:>7.2f}" if stock is not None else ""))
     if stock is not None:
-        print(f"stock nbgrader autograde: {stock:.1f} s, {stock / args.students:.2f} s/submission; "
-              f"nnkit grade --jobs {args.jobs[0]} takes {base / stock:.2f}× its time")
+        print(f"stock nbgrader autograde (load {stock_load:.1f}): {stock:.1f} s, {stock / args.students:.2f} "
+              f"s/submission; nnkit grade --jobs {args.jobs[0]} takes {base / stock:.2f}× its time")
     return 0
 
 

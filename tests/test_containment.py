@@ -436,7 +436,11 @@ def test_the_kernel_sees_only_its_own_folder(graded):
     text = graded["outputs"]("snoop")["double"]
     for what in ("read-solutions", "read-gradebook", "read-other-student"):
         assert f"HOSTILE {what} : FileNotFoundError" in text, text
-    assert "HOSTILE autograded-listing: ['snoop']" in text
+    # the folders around its working folder: a kernel started ahead of need works in an empty
+    # folder of the worker's (nothing of the course around it); one started for the notebook, in
+    # the student's autograded folder, sees only that student's folder there
+    assert ("HOSTILE autograded-listing: ['snoop']" in text
+            or "HOSTILE list-autograded : FileNotFoundError" in text), text
     assert "HOSTILE write-course : PermissionError" in text or "HOSTILE write-course : OSError" in text
     assert "HOSTILE big-file : OSError" in text            # RLIMIT_FSIZE
     assert "HOSTILE write-here : done" in text             # its own folder is writable ...

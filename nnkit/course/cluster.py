@@ -158,6 +158,7 @@ def grade_on_cluster(root: Path, opts, *, log=print):
 def course_files(root: Path, cfg, cid: str, opts, scratch: Path) -> CourseFiles:
     """The course's part of every task; the template gradebook is copied from the course's."""
     template = scratch / "template.db"
+    GB.new_sqlite_gradebook(template)
     GB.copy_assignment(C.db_url(cfg, root), f"sqlite:///{template}", cid, opts.assignment)
     folder = {name: root / C.directory(cfg, f"{name}_directory", name) / opts.assignment
               for name in ("source", "release")}
@@ -344,6 +345,7 @@ def _grade_in(tmp: Path, task: Task) -> Outcome:
         setup = worker_setup(0, plan, root=root, cid=course.course_id, opts=opts, template=template,
                              workdir=workdir, submitted_dir=root / C.directory(cfg, "submitted_directory", "submitted"),
                              release_dir=root / C.directory(cfg, "release_directory", "release") / course.assignment)
+        setup.one_submission = True   # its first kernel boots while it imports nbgrader; no second one
         record = run_worker(setup, student, task.extension, opts.watchdog)
         record["host"] = socket.gethostname()
         db = record.pop("db", None)

@@ -3,12 +3,14 @@
 ``plan`` decides, once per run, what this machine allows and writes one sandbox spec per
 worker (``sandbox.SandboxSpec``); the launcher applies it in the kernel's process. Here:
 
-* **uids** — as root, one unused uid per worker, locked against other graders on the machine;
+* **uids** — as root, two unused uids per worker, locked against other graders on the machine:
+  a worker keeps its next kernel started while it grades with the current one, and the two
+  kernels never share a uid (nor a control group, nor a runtime folder);
 * **the allow-list** — what a kernel sees of the file system: the Python environment and the
   ``nnkit`` package (with an editable install, the package folder itself, never the repository
   around it), besides the system folders the launcher always shows;
-* **control groups** — per worker, one group for the kernel (memory and processes of its
-  whole tree) and one for the worker itself (its memory), under ``nnkit-grade-<pid>``.
+* **control groups** — per kernel slot, one group for the kernel (memory and processes of its
+  whole tree), and per worker one for the worker itself (its memory), under ``nnkit-grade-<pid>``.
 """
 from __future__ import annotations
 
@@ -160,16 +162,28 @@ def lock_down(root: Path, cfg, url: str) -> None:
             os.chmod(url[len("sqlite:///"):], 0o600)
 
 
+#: kernels a worker may have at once with uids of their own: the one grading, the next one
+LANES = 2
+
+
 @dataclasses.dataclass
 class Plan:
-    """The containment of one grading run: what the report shows, and what each worker applies."""
+    """The containment of one grading run: what the report shows, and what each worker applies.
+
+    ``uids`` and ``kernel_groups`` are per kernel slot: worker ``w`` has slots ``w * lanes``
+    up to ``(w + 1) * lanes``, one per kernel it may have at once (``worker_slots``)."""
 
     info: dict                                   # for the summary and the JSON report
     specs: list[dict] | None = None              # one SandboxSpec (as a dict) per worker
-    uids: list[int] | None = None
-    kernel_groups: list[list[str]] | None = None   # per worker: the kernel's cgroup folders
+    uids: list[int] | None = None                # per kernel slot
+    kernel_groups: list[list[str]] | None = None   # per kernel slot: the kernel's cgroup folders
     worker_groups: list[list[str]] | None = None   # per worker: the worker's own cgroup folders
     cgroup_root: str | None = None               # what to remove at the end
+    lanes: int = 1                               # kernel slots per worker
+
+    def worker_slots(self, worker: int, table: list | None) -> list | None:
+        """The entries of ``table`` (``uids``, ``kernel_groups``) that belong to ``worker``."""
+        return table[worker * self.lanes:(worker + 1) * self.lanes] if table else None
 
     def release(self) -> None:
         """Kill what is left of the kernels and give back the uids and control groups."""
@@ -190,22 +204,23 @@ def plan(root: Path, url: str, opts, workdir: Path, jobs: int) -> Plan:
     probe = SB.probe()
     is_root = probe["root"]
     info.update(probe)
-    uids = free_uids(opts.uid_base, jobs) if is_root else None
+    uids = free_uids(opts.uid_base, jobs * LANES) if is_root else None
     if uids and not probe["mounts"] and not _uid_can_run_python(uids[0]):
         release_uids()
         uids = None
         info["note"] = ("kernels run as root: without a mount namespace an unprivileged uid cannot "
                         "reach this Python installation")
-    groups = _control_groups(opts, jobs, info) if is_root else None
+    lanes = LANES if uids else 1
+    groups = _control_groups(opts, jobs, lanes, info) if is_root else None
     seed = _home_seed(workdir / "home-seed")
     os.chmod(workdir / "home-seed", 0o755)
     allow = kernel_paths(root)
     specs = [dataclasses.asdict(SB.SandboxSpec(
         memory=opts.memory, cpu=opts.cpu, nproc=opts.nproc, fsize=opts.fsize,
-        uid=uids[slot] if uids else None, gid=uids[slot] if uids else None,
+        uid=uids[slot * lanes] if uids else None, gid=uids[slot * lanes] if uids else None,
         network=opts.network, mounts=probe["mounts"], allow=allow,
         mask=[str(root), str(workdir), os.path.expanduser("~")],
-        cgroup=groups[0][slot] if groups else [], home_seed=seed)) for slot in range(jobs)]
+        cgroup=groups[0][slot * lanes] if groups else [], home_seed=seed)) for slot in range(jobs)]
     info["user"] = (f"uids {uids[0]}–{uids[-1]}" if uids else
                     "root (no unprivileged uid: RLIMIT_NPROC does not hold)" if is_root else "the grader's own")
     info["network"] = "host network" if opts.network else (
@@ -218,21 +233,24 @@ def plan(root: Path, url: str, opts, workdir: Path, jobs: int) -> Plan:
                       "file_size": opts.fsize, "output_chars_per_cell": opts.max_output_chars,
                       "notebook_seconds": opts.notebook_timeout, "worker_memory": opts.worker_memory}
     return Plan(info, specs, uids, groups[0] if groups else None, groups[1] if groups else None,
-                info.get("cgroup_root"))
+                info.get("cgroup_root"), lanes)
 
 
-def _control_groups(opts, jobs: int, info: dict):
-    """Per worker, the kernel's group and the worker's group; None where the host refuses."""
+def _control_groups(opts, jobs: int, lanes: int, info: dict):
+    """Per kernel slot the kernel's group, per worker the worker's group; None where the host
+    refuses."""
     name = f"nnkit-grade-{os.getpid()}"
     kernels, workers = [], []
     for slot in range(jobs):
-        kernel, how = cgroups.create(f"{name}/k{slot}", memory=opts.memory, pids=opts.nproc)
+        made = [cgroups.create(f"{name}/k{slot}" + (f"-{lane}" if lane else ""), memory=opts.memory,
+                               pids=opts.nproc) for lane in range(lanes)]
         worker, _ = cgroups.create(f"{name}/w{slot}", memory=opts.worker_memory, pids=None)
-        if kernel is None or worker is None:
+        how = made[-1][1]
+        if worker is None or any(kernel is None for kernel, _ in made):
             cgroups.remove_tree(name)
             info["cgroup"] = f"{how}: memory and processes limited per process only"
             return None
-        kernels.append(kernel.folders)
+        kernels += [kernel.folders for kernel, _ in made]
         workers.append(worker.folders)
     info["cgroup"] = f"{how}: memory and processes counted for each kernel's whole process tree"
     info["cgroup_root"] = name

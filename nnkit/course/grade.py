@@ -132,9 +132,9 @@ def worker_setup(slot: int, plan: CT.Plan, *, root: Path, cid: str, opts: GradeO
     return W.WorkerSetup(slot=slot, root=str(root), course_id=cid, assignment=opts.assignment,
                          template_db=str(template), workdir=str(workdir), options=dataclasses.asdict(opts),
                          spec=plan.specs[slot] if plan.specs else None,
-                         uid=plan.uids[slot] if plan.uids else None,
+                         uids=plan.worker_slots(slot, plan.uids),
                          submitted_dir=str(submitted_dir), release_dir=str(release_dir),
-                         kernel_group=plan.kernel_groups[slot] if plan.kernel_groups else None,
+                         kernel_groups=plan.worker_slots(slot, plan.kernel_groups),
                          worker_group=plan.worker_groups[slot] if plan.worker_groups else None)
 
 
@@ -163,6 +163,7 @@ def grade_assignment(root: Path, opts: GradeOptions, *, log=print) -> GradeRun:
     (on this machine, or on the Dask cluster of ``opts.scheduler``: ``cluster.py``)."""
     import warnings
 
+    W.skip_slow_imports()
     if opts.scheduler:
         from .cluster import grade_on_cluster
 
@@ -188,8 +189,7 @@ def grade_assignment(root: Path, opts: GradeOptions, *, log=print) -> GradeRun:
     containment, uids = plan.info, plan.uids
     if containment.get("lock_down"):
         CT.lock_down(root, cfg, url)
-    template = workdir / "template.db"
-    GB.copy_assignment(url, f"sqlite:///{template}", cid, opts.assignment)
+    template = workdir / "template.db"   # made while the workers start
 
     release_dir = root / C.directory(cfg, "release_directory", "release") / opts.assignment
     submitted_dir = root / C.directory(cfg, "submitted_directory", "submitted")
@@ -203,7 +203,7 @@ def grade_assignment(root: Path, opts: GradeOptions, *, log=print) -> GradeRun:
         tasks = ctx.Queue()
         setup = worker_setup(slot, plan, root=root, cid=cid, opts=opts, template=template, workdir=workdir,
                              submitted_dir=submitted_dir, release_dir=release_dir)
-        proc = ctx.Process(target=W.worker_main, args=(setup, tasks, results), daemon=True)
+        proc = ctx.Process(target=W.worker_process, args=(setup, tasks, results), daemon=True)
         proc.start()
         workers[slot] = {"proc": proc, "tasks": tasks, "student": None, "since": time.monotonic(),
                          "ready": False}
@@ -213,16 +213,22 @@ def grade_assignment(root: Path, opts: GradeOptions, *, log=print) -> GradeRun:
     failed_grader = False
     message = ""
     bar = _progress(len(students), opts.assignment, opts.progress)
+
+    def dispatch(slot: int) -> None:
+        w = workers[slot]
+        if w["ready"] and w["student"] is None and pending:
+            s = pending.pop(0)
+            w["student"], w["since"] = s, time.monotonic()
+            w["tasks"].put((s, GB.student_extension(url, cid, opts.assignment, s)))
+
     try:
         for slot in range(jobs):
             start_worker(slot)
+        GB.new_sqlite_gradebook(template)
+        GB.copy_assignment(url, f"sqlite:///{template}", cid, opts.assignment)
         while done < len(students):
-            for slot, w in list(workers.items()):
-                if w["ready"] and w["student"] is None and pending:
-                    s = pending.pop(0)
-                    w["student"], w["since"] = s, time.monotonic()
-                    ext = GB.student_extension(url, cid, opts.assignment, s)
-                    w["tasks"].put((s, ext))
+            for slot in list(workers):
+                dispatch(slot)
             try:
                 kind, slot, payload = results.get(timeout=0.5)
             except queue.Empty:
@@ -235,6 +241,7 @@ def grade_assignment(root: Path, opts: GradeOptions, *, log=print) -> GradeRun:
                 rec = payload
                 s = rec["student"]
                 workers[slot]["student"] = None
+                dispatch(slot)   # the worker grades the next submission while this one is merged
                 try:
                     settle(rec, url, cid, opts.assignment)
                 except Exception as e:
@@ -255,9 +262,9 @@ def grade_assignment(root: Path, opts: GradeOptions, *, log=print) -> GradeRun:
                 with contextlib.suppress(Exception):
                     proc.kill()
                     proc.join(5)
-                if uids:
+                for uid in plan.worker_slots(slot, uids) or []:
                     with contextlib.suppress(Exception):
-                        SB.kill_uid(uids[slot])
+                        SB.kill_uid(uid)
                 if s is not None:
                     why = (f"the grader gave up after {int(opts.watchdog)} s" if stuck
                            else f"the grading worker died (exit code {proc.exitcode})")

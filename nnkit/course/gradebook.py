@@ -55,6 +55,30 @@ def has_assignment(url: str, course_id: str, assignment: str) -> bool:
         return len(a.notebooks) > 0
 
 
+def new_sqlite_gradebook(path) -> None:
+    """An empty SQLite gradebook: nbgrader's tables, stamped with its schema version.
+
+    What ``nbgrader.api.Gradebook`` does for a new database, but in this process: nbgrader asks
+    a new ``alembic`` process for the version, which takes seconds on a busy machine.
+    """
+    import os
+
+    import nbgrader
+    from alembic.script import ScriptDirectory
+    from nbgrader.api import Base
+    from sqlalchemy import create_engine, text
+
+    head = ScriptDirectory(os.path.join(os.path.dirname(nbgrader.__file__), "alembic")).get_current_head()
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        Base.metadata.create_all(bind=engine)
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+            conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:head)"), {"head": head})
+    finally:
+        engine.dispose()
+
+
 def copy_assignment(src_url: str, dst_url: str, course_id: str, assignment: str) -> None:
     """Copy an assignment's structure (notebooks, cells, sources, due date) into ``dst_url``."""
     with open_gradebook(src_url, course_id) as src, open_gradebook(dst_url, course_id) as dst:

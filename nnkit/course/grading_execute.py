@@ -13,6 +13,9 @@ workers, never by the library. Additions to nbgrader's ``Execute``:
   ``execute_result``, which nbgrader would read as partial credit, even before an error) is
   kept as a plain display;
 * a time limit for the whole notebook;
+* **kernels started ahead of need**: the notebook's first kernel may be one the worker
+  started while it graded the submission before (``prestarted``, ``kernel_pool.py``), already
+  sandboxed and holding a copy of the student's folder; it serves this notebook only;
 * **a stopped kernel costs only its own cell**: when a kernel dies (``os._exit``, a signal,
   the memory limit) or is stopped because it ignored the interrupt after the time limit, a
   fresh kernel runs the notebook again without that cell — the earlier cells silently, to
@@ -34,7 +37,7 @@ from nbclient.client import NotebookClient
 from nbclient.exceptions import DeadKernelError
 from nbformat.v4 import new_output
 from nbgrader.preprocessors import Execute
-from traitlets import Integer, List, Unicode
+from traitlets import Any, Integer, List, Unicode
 
 from . import cgroups
 from .judge import Judge
@@ -80,6 +83,10 @@ class GradingExecute(Execute):
     sandbox_report = Unicode("", help="File where the kernel launcher writes what it applied.").tag(config=True)
     kernel_cgroup = List(Unicode(), help="The kernel's control-group folders (to tell an OOM kill).").tag(config=True)
     events_file = Unicode("", help="Where to append what happened, one JSON object a line.").tag(config=True)
+    runtime_dir = Unicode("", help="The kernel's runtime folder (the judge's socket goes there).").tag(config=True)
+    prestarted = Any(None, allow_none=True,
+                     help="Kernels started ahead of need: an object whose claim(folder) returns a kernel "
+                          "holding a copy of that folder (kernel_pool.Claimed), or None.").tag(config=True)
 
     # -- the notebook ---------------------------------------------------------------------------
     def preprocess(self, nb, resources=None, km=None):
@@ -89,7 +96,7 @@ class GradingExecute(Execute):
         self._deadline = time.monotonic() + self.notebook_timeout if self.notebook_timeout else None
         self._comm_bytes, self._comm_truncated = 0, False
         self._oom_seen = cgroups.Group(0, list(self.kernel_cgroup)).oom_kills()
-        self._judge = Judge(self.nb)
+        self._judge = Judge(self.nb, self.runtime_dir or None)
         skip: set[int] = set()
         start = 0
         for attempt in range(self.max_restarts + 1):
@@ -118,20 +125,44 @@ class GradingExecute(Execute):
         Returns the index of the cell that stopped the kernel, or None.
         """
         self._alive = True
-        with self.setup_kernel(stderr=subprocess.DEVNULL):  # the kernel's log is kept in kernel.log
-            info = self.wait_for_reply(self.kc.kernel_info())
-            self.nb.metadata["language_info"] = info["content"]["language_info"]
-            self._read_sandbox_report()
-            self._connect_judge()
-            for index in range(start) if replay else ():
-                if index not in skip and not self._replay_cell(index):
-                    return index
-            for index in range(start, len(self.nb.cells)):
-                try:
-                    self.preprocess_cell(self.nb.cells[index], resources, index)
-                except KernelStopped:
-                    return index
-        return None
+        claimed = None if replay else self._claim(resources)
+        try:
+            with self.setup_kernel(stderr=subprocess.DEVNULL):  # the kernel's log is kept in kernel.log
+                info = self.wait_for_reply(self.kc.kernel_info())
+                self.nb.metadata["language_info"] = info["content"]["language_info"]
+                self._read_sandbox_report(claimed)
+                self._connect_judge()
+                for index in range(start) if replay else ():
+                    if index not in skip and not self._replay_cell(index):
+                        return index
+                for index in range(start, len(self.nb.cells)):
+                    try:
+                        self.preprocess_cell(self.nb.cells[index], resources, index)
+                    except KernelStopped:
+                        return index
+            return None
+        finally:
+            if claimed is not None:
+                self._give_back(claimed)
+
+    def _claim(self, resources):
+        """A kernel started ahead of need, holding the notebook's folder, or None (nbclient then
+        starts one, as for every later kernel of this notebook)."""
+        if self.prestarted is None:
+            return None
+        folder = (resources or {}).get("metadata", {}).get("path") or os.getcwd()
+        claimed = self.prestarted.claim(folder)
+        if claimed is not None:
+            self.km, self.kc, self.owns_km = claimed.km, claimed.kc, False
+        return claimed
+
+    def _give_back(self, claimed) -> None:
+        """The claimed kernel served this notebook: stop it; later kernels are nbclient's own."""
+        with contextlib.suppress(Exception):
+            if self.kc is not None:
+                self.kc.stop_channels()
+        self.prestarted.discard(claimed.km)
+        self.km, self.kc, self.owns_km = None, None, True
 
     def _replay_cell(self, index: int) -> bool:
         """Run an already graded cell again, silently, keeping its first outputs."""
@@ -147,7 +178,10 @@ class GradingExecute(Execute):
     def _connect_judge(self) -> None:
         """Open the judge's channel to this kernel before any student code runs."""
         server, path, token = self._judge.listen()
-        code = f"__import__('nnkit.grading.kernel_side', fromlist=['connect']).connect({path!r}, {token!r})"
+        # the caches of the import system are cleared first: a kernel started ahead of need got
+        # the student's files after it started
+        code = ("__import__('importlib').invalidate_caches(); "
+                f"__import__('nnkit.grading.kernel_side', fromlist=['connect']).connect({path!r}, {token!r})")
         msg_id = self.kc.execute(code, silent=True, store_history=False, allow_stdin=False)
         connected = self._judge.accept(server, path, token)
         saved, self.timeout = self.timeout, self.control_timeout
@@ -161,7 +195,10 @@ class GradingExecute(Execute):
             self._judge.close()
             self._event("judge_unavailable", None, detail="the kernel did not connect to the grader")
 
-    def _read_sandbox_report(self):
+    def _read_sandbox_report(self, claimed=None):
+        if claimed is not None:
+            self._event("sandbox", None, detail=claimed.report)
+            return
         if not self.sandbox_report:
             return
         with contextlib.suppress(OSError, ValueError):

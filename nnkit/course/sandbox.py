@@ -191,6 +191,15 @@ def live_processes(uid: int) -> list[int]:
     return out
 
 
+def wait_gone(uid: int, seconds: float = 3.0) -> None:
+    """Wait (briefly) until the processes of ``uid`` just killed have died, so that they can be reaped."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while live_processes(uid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def become_subreaper() -> bool:
     """Orphaned descendants (a kernel's children) become this process's children, so that it
     can reap them, whatever the machine's init does with orphans."""
@@ -275,6 +284,47 @@ def _copy_tree_from_fd(src_fd: int, dest: str) -> None:
                     shutil.copyfileobj(fin, fout)
             finally:
                 os.close(fd)
+
+
+def setns(fd: int, nstype: int) -> None:
+    _check(libc().setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+
+
+def fill_workspace(pid: int, ids: tuple[int, int], workspace: str, source: str, fsize: int | None) -> str | None:
+    """Copy the student's folder ``source`` into the workspace of the running kernel ``pid``.
+
+    For a kernel started before its submission was known (``kernel_pool``), in which nothing
+    of a student's has run. As at a kernel's start (:func:`confine`), the files are copied as
+    the kernel's uid, under its file-size limit, from a folder opened before entering the
+    kernel's view: a child process enters the kernel's mount namespace, drops to its uid and
+    copies. Returns None, or why the copy failed.
+    """
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        os.close(read_end)
+        why = b""
+        try:
+            src_fd = os.open(source, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            ns_fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY)
+            setns(ns_fd, CLONE_NEWNS)
+            drop_privileges(*ids)
+            if fsize:
+                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a file too big fails, not the copy
+                resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+            os.chdir(workspace)
+            _copy_tree_from_fd(src_fd, workspace)
+        except BaseException as e:  # noqa: BLE001 - reported to the parent
+            why = (str(e) or type(e).__name__).encode()[:500]
+        os.write(write_end, why)
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as f:
+        why = f.read().decode(errors="replace")
+    _, status = os.waitpid(child, 0)
+    if status != 0:
+        return why or f"the copying process ended with status {status}"
+    return why or None
 
 
 def _arch_syscall(name: str) -> int:
