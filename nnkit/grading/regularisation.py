@@ -314,10 +314,11 @@ def check_l2_penalty(l2_penalty: Callable, *, hidden: bool = False) -> None:
             fb.fail(WRONG_TYPE, f"l2_penalty(model, lam) must return the penalty as one number, got "
                                 f"{type(penalty).__name__}", hint="return 0.5 * lam * (sum of the squared weights)")
         names = ", ".join(n for n, _ in params)
+        shown = f"lam={lam}" if not hidden else "lam"  # a hidden check names no hidden λ
         for (name, _), got, exp in zip(params, grads, expected_grads):
-            check_array(fb, f"{name}.grad after l2_penalty(model, lam={lam}) (parameters: {names})", got, exp,
+            check_array(fb, f"{name}.grad after l2_penalty(model, {shown}) (parameters: {names})", got, exp,
                         probes=probes, relations=False)
-        check_array(fb, f"the penalty returned by l2_penalty(model, lam={lam})", float(penalty), expected_penalty,
+        check_array(fb, f"the penalty returned by l2_penalty(model, {shown})", float(penalty), expected_penalty,
                     probes=[Probe(DECAYS_BIASES, lambda: close(penalty, all_penalty),
                                   "the penalty includes the biases: sum over the weights only"),
                             Probe(FACTOR_OF_2, lambda: close(penalty, 2 * expected_penalty),
