@@ -24,8 +24,10 @@ from typing import Callable
 import numpy as np
 
 from .core import (
+    ATOL,
     BATCH_FACTOR,
     MISSING_FPRIME,
+    RTOL,
     SIGN_FLIP,
     UNSTABLE,
     WRONG_SHAPE,
@@ -36,6 +38,7 @@ from .core import (
     call,
     check_against_torch,
     check_array,
+    check_observed,
     close,
     numerical_gradient,
     reference_bindings,
@@ -111,6 +114,29 @@ def _derivative_inputs(hidden: bool, seed: int) -> tuple[list[np.ndarray], np.nd
     return [z, rng.normal(0, 2, (3, 4, 5)), rng.normal(0, 1, (1, 7))], rng.permutation(large.ravel()).reshape(4, 2)
 
 
+def _where_wrong(fb: Feedback, got: np.ndarray, expected: np.ndarray, z: np.ndarray | None = None) -> str:
+    """What the wrong entries have in common, as an observation (no cause): only at z = 0, only where
+    z < 0 or z > 0, every entry off by one factor, every row off by one constant. '' if nothing stands out."""
+    if got.shape != expected.shape or not np.all(np.isfinite(got)):
+        return ""
+    bad = ~np.isclose(got, expected, rtol=RTOL, atol=ATOL)
+    if not np.any(bad):
+        return ""
+    if z is not None and z.shape == got.shape:
+        for part, where in ((z == 0, "at z = 0"), (z < 0, "where z < 0"), (z > 0, "where z > 0"),
+                            (z <= 0, "where z ≤ 0"), (z >= 0, "where z ≥ 0")):
+            if np.all(part[bad]) and not np.all(part):
+                return f"every wrong entry is {where}; all the others are right"
+    ratio = got[expected != 0] / expected[expected != 0]
+    if ratio.size > 1 and np.all(np.abs(expected) > ATOL) and np.allclose(ratio, ratio[0], rtol=1e-9):
+        return "every entry is the right one times the same factor" + fb.values(f" ({ratio[0]:.4g})")
+    if got.ndim >= 1 and got.shape[-1] > 1:
+        shift = got - expected
+        if np.allclose(shift, shift[..., :1], rtol=1e-9, atol=ATOL):
+            return "within each row every entry is off by the same constant (the term subtracted from the row)"
+    return ""
+
+
 def _close_where(got, target: np.ndarray, where: np.ndarray) -> bool:
     """``got`` has ``target``'s shape and equals it on the entries ``where`` (at least one)."""
     return got is not None and np.shape(got) == target.shape and bool(np.any(where)) and \
@@ -126,12 +152,14 @@ def _check_derivative(fb: Feedback, name: str, student: Callable, reference: Cal
     ordinary, large = inputs
     right_on_ordinary = Probe(UNSTABLE, lambda: all(close(try_call(student, z), reference(z)) for z in ordinary),
                               "right on ordinary inputs, wrong on inputs of size 10³: a formula that exponentiates "
-                              "|z| overflows there (e^710 is inf in float64); use np.tanh, or exponentials of −|z| only")
+                              "|z| overflows there (e^710 is inf in float64); use np.tanh, or exponentials of −|z| "
+                              "only")
     for z in ordinary + [large]:
         probes = probes_for(z) + ([right_on_ordinary] if z is large else [])
         got = call(fb, student, z, name=f"{name}(z)", arg_names=("z",), probes=probes)
         what = f"z of shape {z.shape}" + (" with entries of size up to 10³" if z is large else "")
-        got = check_array(fb, f"{name}(z) for {what}", got, reference(z), probes=probes,
+        got = check_observed(fb, f"{name}(z) for {what}", got, reference(z), lambda g, e: _where_wrong(fb, g, e, z),
+                             probes=probes,
                           shape_hint="the same shape as z: one derivative per entry")
         check_against_torch(fb, f"{name}(z)", student, torch_fn, [z], requires_grad=True, probes=probes)
         if function is not None:
@@ -314,7 +342,8 @@ def _check_softmax_like(question: str, fn: Callable, *, log: bool, hidden: bool)
             probes = _softmax_probes(fn, z, log)
             got = call(fb, fn, z, name=f"{question}(z)", probes=probes)
             kind = "integer " if np.issubdtype(z.dtype, np.integer) else ""
-            check_array(fb, f"{question}(z) for {kind}z of shape {z.shape}", got, ref(z), probes=probes,
+            check_observed(fb, f"{question}(z) for {kind}z of shape {z.shape}", got, ref(z),
+                           lambda g, e: _where_wrong(fb, g, e), probes=probes,
                         shape_hint="the same shape as z", relations=False)
             check_against_torch(fb, f"{question}(z)", fn, torch_fn, [z], probes=probes)
         for z in large:
@@ -387,7 +416,8 @@ def _loss_check(fb: Feedback, question: str, fn: Callable, ref_loss, make_torch:
     ]
     check_array(fb, f"the loss returned by {question}(z, y) {label}", loss, loss_value, probes=loss_probes,
                 relations=False)
-    dz = check_array(fb, f"∂ℒ/∂z returned by {question}(z, y) {label}", dz, dz_ref, probes=grad_probes,
+    dz = check_observed(fb, f"∂ℒ/∂z returned by {question}(z, y) {label}", dz, dz_ref,
+                        lambda g, e: _where_wrong(fb, g, e), probes=grad_probes,
                      relations=False, shape_hint="one entry per logit: the shape of z")
     if z.size <= 256 and np.abs(z).max() < 100:  # the loss's own derivative, by central differences
         numeric = numerical_gradient(lambda zz: float(type(ref_loss)().forward(zz, y)), z.copy())
@@ -640,7 +670,8 @@ def check_toy_gradients(toy_gradients: Callable, *, hidden: bool = False) -> Non
                 (losses(z + h) - losses(z - h)) / (2 * h), rtol=NUM_RTOL, atol=NUM_ATOL, probes=probes,
                 relations=False)
     # a confidently right and a confidently wrong unit, |z| = 10³: both gradients must stay finite
-    large = np.array([[500.0, 0.0, 2.0, 1.0], [500.0, 0.0, -2.0, 1.0], [-4.0, 1000.0, 0.5, 0.0], [3.0, -998.0, 1.0, 1.0]])
+    large = np.array([[500.0, 0.0, 2.0, 1.0], [500.0, 0.0, -2.0, 1.0], [-4.0, 1000.0, 0.5, 0.0],
+                      [3.0, -998.0, 1.0, 1.0]])
     unstable = [Probe(UNSTABLE, lambda: close(try_call(run, cases), expected),
                       "right for moderate z, wrong for |z| = 10³: e^{−z} overflows (math.exp raises, np.exp gives "
                       "inf); compute σ with a stable formula, e.g. e^{−|z|} only, or nk.functional.sigmoid")]

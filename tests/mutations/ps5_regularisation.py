@@ -233,7 +233,8 @@ class Dropout(nk.Module):
         ("masks the input in place", _dropout('''        keep = self.rng.random(x.shape) >= self.p
         self.mask = keep / (1.0 - self.p)
         x *= self.mask
-        return x''', '''        return grad if self.mask is None else grad * self.mask'''), "modifies its input", "`x`"),
+        return x''', '''        return grad if self.mask is None else grad * self.mask'''),
+         "modifies its input", "`x`"),
         ("one mask for the whole batch", _dropout('''        keep = self.rng.random(x.shape[-1]) >= self.p
         self.mask = keep / (1.0 - self.p)
         return x * self.mask''', '''        return grad if self.mask is None else grad * self.mask'''),
