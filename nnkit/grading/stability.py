@@ -14,8 +14,12 @@ question (grade_id)  what the student writes                              refere
 ==================== ==================================================== =============================
 
 Every check compares with the nnkit reference (float64, rtol 1e-7) and with PyTorch on every
-available device. Stability is checked on logits of size 10³, where a formula that
-exponentiates large numbers returns inf or nan; the message then says "numerically unstable".
+available device. Edge inputs: every activation, loss and the toy problem also get inputs of size
+10³, where a formula that exponentiates large numbers returns inf or nan (when the answer is right on
+ordinary inputs the message then says "numerically unstable"); softmax and log-softmax also get
+integer logits, BCE integer targets; hidden checks add a batch of one and odd 3-d shapes. When no
+probe reproduces the student's output from a known bug, a message says what the wrong entries have
+in common (only at z = 0, one factor, one constant per row), never a guessed cause.
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""Known wrong answers for problem set 4 (activations, losses, stability), each labelled with its bug class.
+"""Planted student mistakes for problem set 4 (activations, losses, stability).
 
-``MUTATIONS[question] = [(bug class, full source of the planted solution cell, phrase the
-feedback must contain), ...]``; see tests/test_assignments.py.
+``MUTATIONS[question] = [(what, full source of the planted solution cell, bug class[, phrase the
+feedback must also contain]), ...]``: the class is the grader's name of the bug (a probe's bug or a
+diagnosing category), see tests/mutations/__init__.py and tests/feedback_corpus.py.
 """
 
 MUTATIONS = {
