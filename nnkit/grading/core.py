@@ -703,11 +703,12 @@ def check_observed(fb: Feedback, name: str, got, expected, observe: Callable[[np
     arr = as_array(fb, name, got)
     expected_arr = np.asarray(expected, dtype=float)
     if arr.shape == expected_arr.shape and isfinite_all(arr):
-        found = mismatch(fb, name, arr, expected_arr, rtol=kwargs.get("rtol", RTOL), atol=kwargs.get("atol", ATOL),
-                         batch_size=kwargs.get("batch_size"), relations=kwargs.get("relations", True))
+        rtol, atol = kwargs.get("rtol", RTOL), kwargs.get("atol", ATOL)
+        found = mismatch(fb, name, arr, expected_arr, rtol=rtol, atol=atol, batch_size=kwargs.get("batch_size"),
+                         relations=kwargs.get("relations", True))
         seen = observe(arr, expected_arr) if found is not None and found[2] is None else ""
         if seen and diagnose(probes) is None:
-            fb.fail(found[0], found[1], hint=seen)
+            fb.fail(found[0], found[1], hint=seen, compared=_compared(name, found[0], arr, expected_arr, rtol, atol))
     return check_array(fb, name, got, expected, probes=probes, **kwargs)
 
 
