@@ -398,10 +398,11 @@ def _torch_dropout_stats(p: float):
 def _check_mask_per_unit(fb: Feedback, label: str, kept: np.ndarray) -> None:
     """Each unit of each example is dropped on its own: a mask the same in every row (or column) is shared."""
     __tracebackhide__ = True
-    for axis, what in ((0, "every example (row)"), (1, "every feature (column)")):
+    for axis, what in ((0, "the same units are dropped in every example (row)"),
+                       (1, "each example (row) is dropped or kept whole")):
         first = kept.take([0], axis=axis)
         if kept.shape[axis] > 1 and not np.all(first) and np.all(kept == first):
-            fb.fail(WRONG_VALUES, f"{label}: the same units are dropped in {what}", likely=SHARED_MASK,
+            fb.fail(WRONG_VALUES, f"{label}: {what}", likely=SHARED_MASK,
                     hint="draw the mask with the input's full shape, rng.random(x.shape), so that each unit of "
                          "each example is dropped independently")
 
