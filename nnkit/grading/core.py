@@ -692,3 +692,24 @@ __all__ = [
     "isfinite_all", "numerical_gradient", "quiet", "reference_bindings", "relation", "relative_error", "seeded",
     "shape_of", "sup", "torch_enabled", "try_call",
 ]
+
+
+def check_observed(fb: Feedback, name: str, got, expected, observe: Callable[[np.ndarray, np.ndarray], str], *,
+                   probes: Sequence[Probe] = (), **kwargs) -> np.ndarray:
+    """``check_array``, and when the values are wrong while no probe and no relation of the arrays names a
+    bug, the message's hint is ``observe(got, expected)``: what the wrong entries have in common (which
+    step, which rows, only where z < 0 …), an observation and not a cause; '' adds nothing."""
+    __tracebackhide__ = True
+    arr = as_array(fb, name, got)
+    expected_arr = np.asarray(expected, dtype=float)
+    if arr.shape == expected_arr.shape and isfinite_all(arr):
+        rtol, atol = kwargs.get("rtol", RTOL), kwargs.get("atol", ATOL)
+        found = mismatch(fb, name, arr, expected_arr, rtol=rtol, atol=atol, batch_size=kwargs.get("batch_size"),
+                         relations=kwargs.get("relations", True))
+        seen = observe(arr, expected_arr) if found is not None and found[2] is None else ""
+        if seen and diagnose(probes) is None:
+            fb.fail(found[0], found[1], hint=seen, compared=_compared(name, found[0], arr, expected_arr, rtol, atol))
+    return check_array(fb, name, got, expected, probes=probes, **kwargs)
+
+
+__all__ += ["check_observed"]

@@ -35,6 +35,7 @@ from .core import (
     call,
     check_against_torch,
     check_array,
+    check_observed,
     check_uses_generator,
     close,
     quiet,
@@ -56,7 +57,9 @@ MAY_USE = {
 __all__ = [
     "check_sgd_momentum", "check_l2_penalty", "check_dropout", "check_early_stopping", "check_fgsm",
     "MOMENTUM_SIGN", "NO_MOMENTUM", "DECAYS_BIASES", "REPLACES_GRADIENT", "P_AS_KEEP", "EVAL_NOT_IDENTITY",
-    "OFF_BY_ONE", "LAST_NOT_BEST", "FGSM_NOT_SIGN", "NOT_CLIPPED", "TRAINING_MODE",
+    "OFF_BY_ONE", "LAST_NOT_BEST", "FGSM_NOT_SIGN", "NOT_CLIPPED", "TRAINING_MODE", "AVERAGED_VELOCITY",
+    "OLD_VELOCITY", "NO_LR", "NO_LAMBDA", "FACTOR_OF_2", "SHRINKS_WEIGHTS", "GRAD_NOT_ADDED", "SHARED_MASK",
+    "TIE_IMPROVES", "BEST_EPOCH_WRONG", "NO_EPSILON", "NO_RESET",
 ]
 
 MOMENTUM_SIGN = "momentum sign"
@@ -71,6 +74,17 @@ NO_RESET = "counter never reset"
 FGSM_NOT_SIGN = "the gradient instead of its sign"
 NOT_CLIPPED = "not clipped"
 TRAINING_MODE = "gradient taken in training mode"
+AVERAGED_VELOCITY = "velocity as an average: (1 − μ)·g"
+OLD_VELOCITY = "θ moved with the old velocity"
+NO_LR = "learning rate not applied"
+NO_LAMBDA = "λ not applied"
+FACTOR_OF_2 = "factor of 2"
+SHRINKS_WEIGHTS = "changes the weights instead of their gradients"
+GRAD_NOT_ADDED = "gradient not added to .grad"
+SHARED_MASK = "one mask shared by every example"
+TIE_IMPROVES = "a tie counted as an improvement"
+BEST_EPOCH_WRONG = "best_epoch set at every epoch, not at the best"
+NO_EPSILON = "ε not applied"
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,13 +165,39 @@ def _buggy_steps() -> dict[str, tuple[Callable, str]]:
         v = mu * v + g
         return theta + lr * v, v
 
+    def averaged(theta, g, v, lr, mu):
+        v = mu * v + (1 - mu) * g
+        return theta - lr * v, v
+
+    def old_velocity(theta, g, v, lr, mu):
+        return theta - lr * v, mu * v + g
+
+    def no_lr(theta, g, v, lr, mu):
+        v = mu * v + g
+        return theta - v, v
+
     return {
         "sign_v": (sign_v, "v ← μv − g flips the sign of the new gradient relative to the old velocity; PyTorch's "
                            "rule is v ← μv + g, then θ ← θ − ηv"),
         "sign_g": (sign_g, "the old velocity must be *added*: v ← μv + g, not g − μv"),
         "no_momentum": (no_momentum, "the step uses the gradient alone: θ ← θ − ηv with v ← μv + g"),
         "ascent": (ascent, "θ must move *against* the velocity: θ ← θ − ηv"),
+        "averaged": (averaged, "v ← μv + (1 − μ)g is an exponential average (the dampened form); PyTorch's rule "
+                               "adds the whole gradient: v ← μv + g"),
+        "old_velocity": (old_velocity, "update the velocity first, then step with the new one: v ← μv + g, "
+                                       "θ ← θ − ηv"),
+        "no_lr": (no_lr, "the step is θ ← θ − ηv: multiply the velocity by the learning rate"),
     }
+
+
+def _first_wrong_step(got: np.ndarray, expected: np.ndarray) -> str:
+    """Which step θ first goes wrong at (an observation: a wrong first step points at the update itself,
+    a later one at what is carried from step to step)."""
+    bad = ~np.all(np.isclose(got, expected, rtol=1e-7, atol=1e-10), axis=tuple(range(1, got.ndim)))
+    first = int(np.argmax(bad))
+    return "the first step already gives a wrong θ" if first == 0 else \
+        f"the first {first} step{'s' if first > 1 else ''} give{'' if first > 1 else 's'} the right θ; " \
+        f"θ goes wrong from step {first + 1} on"
 
 
 def check_sgd_momentum(sgd_momentum_step: Callable, *, hidden: bool = False) -> None:
@@ -167,6 +207,10 @@ def check_sgd_momentum(sgd_momentum_step: Callable, *, hidden: bool = False) -> 
     runs = [(4, 0.1, 0.9, 8, 51)] if not hidden else [(6, 0.05, 0.9, 25, 52), (3, 0.2, 0.5, 10, 53),
                                                        (5, 0.1, 0.0, 5, 54)]
     bugs = _buggy_steps()
+    # one step on its own, velocity not zero: the caller's arrays stay as they were
+    A, b, theta0 = _quadratic(4, 50)
+    call(fb, sgd_momentum_step, theta0, A @ theta0 - b, 0.5 * theta0, 0.1, 0.9,
+         name="sgd_momentum_step(theta, grad, velocity, lr, momentum)")
     for k, (d, lr, mu, steps, seed) in enumerate(runs):
         A, b, theta0 = _quadratic(d, seed)
 
@@ -180,13 +224,16 @@ def check_sgd_momentum(sgd_momentum_step: Callable, *, hidden: bool = False) -> 
         probes = [Probe(MOMENTUM_SIGN, like("sign_v"), bugs["sign_v"][1]),
                   Probe(MOMENTUM_SIGN, like("sign_g"), bugs["sign_g"][1]),
                   Probe(NO_MOMENTUM, like("no_momentum"), bugs["no_momentum"][1]),
-                  Probe(SIGN_FLIP, like("ascent"), bugs["ascent"][1])]
+                  Probe(SIGN_FLIP, like("ascent"), bugs["ascent"][1]),
+                  Probe(AVERAGED_VELOCITY, like("averaged"), bugs["averaged"][1]),
+                  Probe(OLD_VELOCITY, like("old_velocity"), bugs["old_velocity"][1]),
+                  Probe(NO_LR, lambda lr=lr, like=like: lr != 1 and like("no_lr")(), bugs["no_lr"][1])]
         # a hidden check names no hidden setting
         label = (f"θ after each of {steps} steps (lr = {lr}, momentum = {mu}, θ of length {d})" if not hidden else
                  f"θ after each step of hidden run {k + 1} (θ of length {d})")
         got = call(fb, student, A, b, theta0, name="sgd_momentum_step(theta, grad, velocity, lr, momentum)")
-        check_array(fb, label, got, _nnkit_trajectory(A, b, theta0, lr, mu, steps), probes=probes,
-                    shape_hint="one row per step", relations=False)
+        check_observed(fb, label, got, _nnkit_trajectory(A, b, theta0, lr, mu, steps), _first_wrong_step,
+                       probes=probes, shape_hint="one row per step", relations=False)
         check_against_torch(fb, f"{label}, against torch.optim.SGD", student, _torch_trajectory(lr, mu, steps),
                             [A, b, theta0], probes=probes)
     fb.passed("momentum SGD follows torch.optim.SGD step for step")
@@ -216,7 +263,7 @@ def _run_l2(fn: Callable, model, lam: float):
     m = copy.deepcopy(model)
     with quiet():
         penalty = fn(m, lam)
-    return penalty, [p.grad.copy() for p in m.parameters()]
+    return penalty, [p.grad.copy() for p in m.parameters()], [p.data.copy() for p in m.parameters()]
 
 
 def check_l2_penalty(l2_penalty: Callable, *, hidden: bool = False) -> None:
@@ -255,26 +302,37 @@ def check_l2_penalty(l2_penalty: Callable, *, hidden: bool = False) -> None:
             Probe(REPLACES_GRADIENT, grads_like([lam * p.data if p.data.ndim > 1 else g for g, (_, p) in
                                                  zip(grads0, params)]),
                   "W.grad already holds the data loss's gradient: add λW to it (+=)"),
-            Probe("factor of 2", grads_like([g + 2 * lam * p.data if p.data.ndim > 1 else g for g, (_, p) in
+            Probe(FACTOR_OF_2, grads_like([g + 2 * lam * p.data if p.data.ndim > 1 else g for g, (_, p) in
                                              zip(grads0, params)]),
                   "the penalty is (λ/2)‖W‖², whose gradient is λW, not 2λW"),
             Probe(SIGN_FLIP, grads_like([g - lam * p.data if p.data.ndim > 1 else g for g, (_, p) in
                                          zip(grads0, params)]),
                   "the penalty's gradient +λW is *added*: the update then shrinks the weights"),
+            Probe(NO_LAMBDA, lambda: lam != 1 and grads_like([g + p.data if p.data.ndim > 1 else g for g, (_, p) in
+                                                              zip(grads0, params)])(),
+                  "the gradient of (λ/2)‖W‖² is λW: multiply by lam"),
+            Probe(SHRINKS_WEIGHTS, lambda: (r := try_call(_run_l2, l2_penalty, model, lam)) is not None and
+                  any(not close(d, p.data) for d, (_, p) in zip(r[2], params)),
+                  "the weights themselves were changed; the optimiser does that: add λW to W.grad and leave W.data "
+                  "alone"),
+            Probe(GRAD_NOT_ADDED, grads_like(grads0),
+                  "the .grad arrays are unchanged: add the penalty's gradient λW to each weight's .grad (the "
+                  "optimiser only sees .grad)"),
         ]
         result = call(fb, _run_l2, l2_penalty, model, lam, name="l2_penalty(model, lam)", copy_inputs=False)
-        penalty, grads = result
+        penalty, grads, _ = result
         if penalty is None or np.ndim(penalty) != 0:
             fb.fail(WRONG_TYPE, f"l2_penalty(model, lam) must return the penalty as one number, got "
                                 f"{type(penalty).__name__}", hint="return 0.5 * lam * (sum of the squared weights)")
         names = ", ".join(n for n, _ in params)
+        shown = f"lam={lam}" if not hidden else "lam"  # a hidden check names no hidden λ
         for (name, _), got, exp in zip(params, grads, expected_grads):
-            check_array(fb, f"{name}.grad after l2_penalty(model, lam={lam}) (parameters: {names})", got, exp,
+            check_array(fb, f"{name}.grad after l2_penalty(model, {shown}) (parameters: {names})", got, exp,
                         probes=probes, relations=False)
-        check_array(fb, f"the penalty returned by l2_penalty(model, lam={lam})", float(penalty), expected_penalty,
+        check_array(fb, f"the penalty returned by l2_penalty(model, {shown})", float(penalty), expected_penalty,
                     probes=[Probe(DECAYS_BIASES, lambda: close(penalty, all_penalty),
                                   "the penalty includes the biases: sum over the weights only"),
-                            Probe("factor of 2", lambda: close(penalty, 2 * expected_penalty),
+                            Probe(FACTOR_OF_2, lambda: close(penalty, 2 * expected_penalty),
                                   "the penalty is (λ/2) Σ‖W‖², with the ½")], relations=False)
 
         def student(*arrays, model=model, lam=lam):
@@ -283,7 +341,7 @@ def check_l2_penalty(l2_penalty: Callable, *, hidden: bool = False) -> None:
                 p.data = np.asarray(arr, dtype=float).copy()
             for p, g in zip(m.parameters(), grads0):
                 p.grad = g.copy()
-            pen, gs = _run_l2(l2_penalty, m, lam)
+            pen, gs, _ = _run_l2(l2_penalty, m, lam)
             return (np.asarray(pen, dtype=float),) + tuple(gs)
 
         def torch_fn(*tensors, lam=lam):
@@ -308,9 +366,9 @@ def _dropout_run(cls, p: float, x: np.ndarray, g: np.ndarray, seed: int, trainin
     layer = cls(p, rng=seed)
     if not training:
         layer.eval()
-    with quiet():
-        out = layer.forward(x.copy())
-        dx = layer.backward(g.copy())
+    with quiet():  # the caller's x and grad themselves: changing them in place is seen
+        out = layer.forward(x)
+        dx = layer.backward(g)
     return out, dx
 
 
@@ -335,6 +393,18 @@ def _torch_dropout_stats(p: float):
         return torch.stack([1.0 - kept.to(x.dtype).mean(), (out[kept] / x[kept]).mean()])
 
     return run
+
+
+def _check_mask_per_unit(fb: Feedback, label: str, kept: np.ndarray) -> None:
+    """Each unit of each example is dropped on its own: a mask the same in every row (or column) is shared."""
+    __tracebackhide__ = True
+    for axis, what in ((0, "the same units are dropped in every example (row)"),
+                       (1, "each example (row) is dropped or kept whole")):
+        first = kept.take([0], axis=axis)
+        if kept.shape[axis] > 1 and not np.all(first) and np.all(kept == first):
+            fb.fail(WRONG_VALUES, f"{label}: {what}", likely=SHARED_MASK,
+                    hint="draw the mask with the input's full shape, rng.random(x.shape), so that each unit of "
+                         "each example is dropped independently")
 
 
 def check_dropout(Dropout, *, hidden: bool = False) -> None:
@@ -366,6 +436,7 @@ def check_dropout(Dropout, *, hidden: bool = False) -> None:
                 fb.fail(WRONG_SHAPE, f"{label}: {what} should have shape {x.shape}, got {arr.shape}",
                         hint="dropout works elementwise: the output has the input's shape")
         dropped, scale = _stats(out, x)
+        _check_mask_per_unit(fb, label, out != 0)
         if abs(dropped - p) > noise:
             if abs(dropped - (1 - p)) <= noise:
                 fb.fail(WRONG_VALUES, f"{label} dropped " + (f"{dropped:.1%} of the units, expected about {p:.0%}"
@@ -451,6 +522,13 @@ def _fit_oracle(val_losses, patience: int, min_delta: float = 0.0) -> np.ndarray
     return np.array([stop, history.best_epoch], dtype=float)
 
 
+def _best_is_last(EarlyStopping, losses, patience: int, expected: np.ndarray) -> bool:
+    """The right stopping epoch, and best_epoch the last epoch stepped (where that is not the best one)."""
+    got = try_call(_run_stopper, EarlyStopping, losses, patience)
+    last = expected[0] if expected[0] >= 0 else len(losses) - 1
+    return got is not None and last != expected[1] and close(got, [expected[0], last])
+
+
 def _run_stopper(EarlyStopping, val_losses, patience: int) -> np.ndarray:
     stopper = EarlyStopping(patience)
     stop = -1
@@ -484,6 +562,23 @@ class _NoReset(_LastNotBest):
         else:
             self.waited += 1
         return self.waited >= self.patience
+
+
+class _TieImproves(_LastNotBest):
+    def step(self, v):
+        self.epoch += 1
+        if v <= self.last:
+            self.last, self.best_epoch, self.waited = v, self.epoch, 0
+        else:
+            self.waited += 1
+        return self.waited >= self.patience
+
+
+def _which_answer(got: np.ndarray, expected: np.ndarray) -> str:
+    """Which of [stopping epoch, best_epoch] is wrong (an observation, no values)."""
+    wrong = [name for name, g, e in zip(("the epoch at which step() returns True", "best_epoch"), got, expected)
+             if not np.isclose(g, e)]
+    return f"only {wrong[0]} is wrong" if len(wrong) == 1 else "both the stopping epoch and best_epoch are wrong"
 
 
 def check_early_stopping(EarlyStopping, *, hidden: bool = False) -> None:
@@ -522,9 +617,16 @@ def check_early_stopping(EarlyStopping, *, hidden: bool = False) -> None:
             Probe(LAST_NOT_BEST, like(_LastNotBest),
                   "an epoch improves on the *best* loss so far, not on the previous epoch's loss"),
             Probe(NO_RESET, like(_NoReset), "reset the count of epochs without improvement when the loss improves"),
+            Probe(TIE_IMPROVES, like(_TieImproves),
+                  "a loss equal to the best so far is no improvement: compare with <, not <="),
+            Probe(OFF_BY_ONE, lambda: close(try_call(_run_stopper, EarlyStopping, losses, patience), expected + [0, 1]),
+                  "best_epoch is one too large: epochs count from 0 (the first call of step() is epoch 0)"),
+            Probe(BEST_EPOCH_WRONG, lambda: _best_is_last(EarlyStopping, losses, patience, expected),
+                  "best_epoch is the last epoch, not the one of the lowest loss: set it only when the loss improves "
+                  "on the best so far (the weights to restore are those of that epoch)"),
         ]
         got = call(fb, _run_stopper, EarlyStopping, losses, patience, name="EarlyStopping(patience).step(val_loss)")
-        check_array(fb, label, got, expected, probes=probes, relations=False)
+        check_observed(fb, label, got, expected, _which_answer, probes=probes, relations=False)
     fb.passed("the same stopping epoch and best epoch as nk.train.fit")
 
 
@@ -551,6 +653,23 @@ def _input_grad_torch(model, loss_fn, x, y, device, dtype):
     crit = nk.parity.torch_loss(loss_fn)
     crit(twin(xt), torch.tensor(y, device=device).long()).backward()
     return xt.grad.detach().to("cpu").double().numpy()
+
+
+def _proportional_to_gradient(got, x: np.ndarray, dx: np.ndarray) -> bool:
+    """The perturbation, where no clipping happened, is c·∇ₓL for one c > 0 per image, and not ±ε alone."""
+    if got is None or np.shape(got) != x.shape:
+        return False
+    delta = np.asarray(got, dtype=float) - x
+    inside = (np.asarray(got) > 0) & (np.asarray(got) < 1) & (dx != 0)
+    if not np.any(inside) or len(np.unique(np.round(np.abs(delta[inside]), 12))) < 3:
+        return False
+    for row in range(len(x)):
+        keep = inside[row]
+        if np.any(keep):
+            c = delta[row][keep] / dx[row][keep]
+            if not (np.all(c > 0) and np.allclose(c, c[0], rtol=1e-6)):
+                return False
+    return True
 
 
 def _right_without_dropout(fgsm: Callable, model, loss_fn, x, y, eps) -> bool:
@@ -595,6 +714,11 @@ def check_fgsm(fgsm: Callable, *, hidden: bool = False) -> None:
                   "x − ε·sign(∇ₓL) *lowers* the loss; the attack adds ε·sign(∇ₓL) to raise it"),
             Probe(NOT_CLIPPED, like(x + eps * np.sign(dx)),
                   "pixels lie in [0, 1]: clip the result (np.clip) so the adversarial image is a valid image"),
+            Probe(NO_EPSILON, like(np.clip(x + np.sign(dx), 0, 1)),
+                  "every pixel moved by a whole unit: the step is ε·sign(∇ₓL)"),
+            Probe(FGSM_NOT_SIGN, lambda: _proportional_to_gradient(try_call(student, x), x, dx),
+                  "the pixels moved in proportion to the gradient; FGSM moves every pixel by exactly ε, in the "
+                  "direction of sign(∇ₓL)"),
             Probe(TRAINING_MODE, lambda: _right_without_dropout(fgsm, model, loss_fn, x, y, eps),
                   "right on the model without its Dropout layer, wrong with it: the gradient was taken with "
                   "dropout on; call model.eval() before the forward pass"),

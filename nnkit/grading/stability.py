@@ -14,8 +14,12 @@ question (grade_id)  what the student writes                              refere
 ==================== ==================================================== =============================
 
 Every check compares with the nnkit reference (float64, rtol 1e-7) and with PyTorch on every
-available device. Stability is checked on logits of size 10³, where a formula that
-exponentiates large numbers returns inf or nan; the message then says "numerically unstable".
+available device. Edge inputs: every activation, loss and the toy problem also get inputs of size
+10³, where a formula that exponentiates large numbers returns inf or nan (when the answer is right on
+ordinary inputs the message then says "numerically unstable"); softmax and log-softmax also get
+integer logits, BCE integer targets; hidden checks add a batch of one and odd 3-d shapes. When no
+probe reproduces the student's output from a known bug, a message says what the wrong entries have
+in common (only at z = 0, one factor, one constant per row), never a guessed cause.
 """
 from __future__ import annotations
 
@@ -24,8 +28,10 @@ from typing import Callable
 import numpy as np
 
 from .core import (
+    ATOL,
     BATCH_FACTOR,
     MISSING_FPRIME,
+    RTOL,
     SIGN_FLIP,
     UNSTABLE,
     WRONG_SHAPE,
@@ -36,6 +42,7 @@ from .core import (
     call,
     check_against_torch,
     check_array,
+    check_observed,
     close,
     numerical_gradient,
     reference_bindings,
@@ -54,6 +61,8 @@ __all__ = [
     "check_relu_prime", "check_leaky_relu_prime", "check_tanh_prime", "check_softmax", "check_log_softmax",
     "check_cross_entropy", "check_bce_with_logits", "check_toy_gradients",
     "DERIVATIVE_AT_ZERO", "WRONG_SLOPE", "FUNCTION_NOT_DERIVATIVE", "WRONG_AXIS", "WRONG_DERIVATIVE",
+    "MISSING_KEEPDIMS", "MAX_NOT_ADDED_BACK", "INTEGER_INPUT", "ONE_HOT_TARGETS", "TARGET_COLUMNS",
+    "MEAN_OVER_CLASSES", "MEAN_OVER_ROWS", "FACTOR_OF_2", "D_WRT_W",
 ]
 
 DERIVATIVE_AT_ZERO = "wrong derivative at 0"
@@ -62,6 +71,14 @@ FUNCTION_NOT_DERIVATIVE = "the function instead of its derivative"
 WRONG_DERIVATIVE = "wrong derivative"
 WRONG_AXIS = "wrong axis"
 D_WRT_W = "∂ℒ/∂w instead of ∂ℒ/∂z"
+MISSING_KEEPDIMS = "missing keepdims"
+MAX_NOT_ADDED_BACK = "the maximum subtracted but not added back"
+INTEGER_INPUT = "integer input not converted to float"
+ONE_HOT_TARGETS = "targets taken as one-hot vectors"
+TARGET_COLUMNS = "targets picked with [:, y]"
+MEAN_OVER_CLASSES = "averaged over the classes too"
+MEAN_OVER_ROWS = "divided by the number of rows, not of entries"
+FACTOR_OF_2 = "factor of 2"
 
 #: central differences (ε = 1e-6, float64) are accurate to about 1e-9; compared with this tolerance
 NUM_RTOL, NUM_ATOL = 1e-5, 1e-7
@@ -87,27 +104,66 @@ def _torch_derivative(fn_name: str, **kw):
     return run
 
 
-def _derivative_inputs(hidden: bool, seed: int) -> list[np.ndarray]:
-    """Small inputs with exact zeros (visible), or larger random ones with zeros and ±large (hidden)."""
+def _derivative_inputs(hidden: bool, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """(ordinary inputs, inputs of size up to 10³): small ones with exact zeros (visible), or larger
+    random ones with zeros, a batch of one and an odd 3-d shape (hidden)."""
+    large = np.array([[-1000.0, -710.0, -50.0, 0.0], [50.0, 710.0, 1000.0, -0.0]])
     if not hidden:
         return [np.array([-2.0, -0.5, 0.0, 0.5, 3.0]),
-                np.array([[-1.5, 0.0, 2.0], [0.25, -0.75, 0.0]])]
+                np.array([[-1.5, 0.0, 2.0], [0.25, -0.75, 0.0]])], large
     rng = seeded(seed)
     z = rng.normal(0, 3, (16, 9))
     z[rng.random(z.shape) < 0.15] = 0.0
     z[0, :3] = [-50.0, 50.0, 0.0]
-    return [z, rng.normal(0, 2, (3, 4, 5))]
+    return [z, rng.normal(0, 2, (3, 4, 5)), rng.normal(0, 1, (1, 7))], rng.permutation(large.ravel()).reshape(4, 2)
+
+
+def _where_wrong(fb: Feedback, got: np.ndarray, expected: np.ndarray, z: np.ndarray | None = None) -> str:
+    """What the wrong entries have in common, as an observation (no cause): only at z = 0, only where
+    z < 0 or z > 0, every entry off by one factor, every row off by one constant. '' if nothing stands out."""
+    if got.shape != expected.shape or not np.all(np.isfinite(got)):
+        return ""
+    bad = ~np.isclose(got, expected, rtol=RTOL, atol=ATOL)
+    if not np.any(bad):
+        return ""
+    if z is not None and z.shape == got.shape:
+        for part, where in ((z == 0, "at z = 0"), (z < 0, "where z < 0"), (z > 0, "where z > 0"),
+                            (z <= 0, "where z ≤ 0"), (z >= 0, "where z ≥ 0")):
+            if np.all(part[bad]) and not np.all(part):
+                return f"every wrong entry is {where}; all the others are right"
+    ratio = got[expected != 0] / expected[expected != 0]
+    if ratio.size > 1 and np.all(np.abs(expected) > ATOL) and np.allclose(ratio, ratio[0], rtol=1e-9):
+        return "every entry is the right one times the same factor" + fb.values(f" ({ratio[0]:.4g})")
+    if got.ndim >= 1 and got.shape[-1] > 1:
+        shift = got - expected
+        if np.allclose(shift, shift[..., :1], rtol=1e-9, atol=ATOL):
+            return "within each row every entry is off by the same constant (the term subtracted from the row)"
+    return ""
+
+
+def _close_where(got, target: np.ndarray, where: np.ndarray) -> bool:
+    """``got`` has ``target``'s shape and equals it on the entries ``where`` (at least one)."""
+    return got is not None and np.shape(got) == target.shape and bool(np.any(where)) and \
+        close(np.asarray(got, dtype=float)[where], target[where])
 
 
 def _check_derivative(fb: Feedback, name: str, student: Callable, reference: Callable, torch_fn: Callable,
-                      inputs: list[np.ndarray], probes_for: Callable[[np.ndarray], list[Probe]],
+                      inputs: tuple[list[np.ndarray], np.ndarray], probes_for: Callable[[np.ndarray], list[Probe]],
                       function: Callable | None = None) -> None:
-    """Reference, PyTorch and (for a smooth ``function``) central differences (f(z + ε) − f(z − ε))/2ε."""
+    """Reference, PyTorch and (for a smooth ``function``) central differences (f(z + ε) − f(z − ε))/2ε,
+    on the ordinary inputs, then on inputs of size up to 10³ (where the derivative must stay finite)."""
     __tracebackhide__ = True
-    for z in inputs:
-        probes = probes_for(z)
-        got = call(fb, student, z, name=f"{name}(z)")
-        got = check_array(fb, f"{name}(z) for z of shape {z.shape}", got, reference(z), probes=probes,
+    ordinary, large = inputs
+    right_on_ordinary = Probe(UNSTABLE, lambda: all(close(try_call(student, z), reference(z)) for z in ordinary),
+                              "right on ordinary inputs, wrong on inputs of size 10³: a formula that exponentiates "
+                              "|z| overflows there (e^710 is inf in float64); use np.tanh, or exponentials of −|z| "
+                              "only")
+    for z in ordinary + [large]:
+        probes = probes_for(z) + ([right_on_ordinary] if z is large else [])
+        got = call(fb, student, z, name=f"{name}(z)", arg_names=("z",), probes=probes)
+        what = f"z of shape {z.shape}" + (" with entries of size up to 10³" if z is large else "")
+        got = check_observed(fb, f"{name}(z) for {what}", got, reference(z), lambda g, e: _where_wrong(fb, g, e, z),
+                             probes=probes,
                           shape_hint="the same shape as z: one derivative per entry")
         check_against_torch(fb, f"{name}(z)", student, torch_fn, [z], requires_grad=True, probes=probes)
         if function is not None:
@@ -161,7 +217,7 @@ def check_leaky_relu_prime(leaky_relu_prime: Callable, *, hidden: bool = False) 
                       "for z < 0 the derivative is the negative slope, not 0 (that is ReLU′)"),
                 Probe(WRONG_SLOPE, lambda: slope != 0.01 and close(try_call(student, z), np.where(z > 0, 1.0, 0.01)),
                       "the negative_slope argument is ignored: use it instead of the default"),
-                Probe(WRONG_SLOPE, lambda: close(try_call(student, z), np.where(z > 0, slope, 1.0)),
+                Probe(WRONG_SLOPE, lambda: _close_where(try_call(student, z), np.where(z > 0, slope, 1.0), z != 0),
                       "the slopes are swapped: 1 for z > 0, negative_slope for z ≤ 0"),
                 Probe(FUNCTION_NOT_DERIVATIVE, lambda: close(try_call(student, z), np.where(z > 0, z, slope * z)),
                       "that is LeakyReLU(z) itself, not its derivative"),
@@ -188,12 +244,17 @@ def check_tanh_prime(tanh_prime: Callable, *, hidden: bool = False) -> None:
 
     def probes(z):
         t = np.tanh(z)
-        s = 1.0 / (1.0 + np.exp(-z))
+        with np.errstate(over="ignore"):
+            s = 1.0 / (1.0 + np.exp(-z))
         return [
             Probe(WRONG_DERIVATIVE, lambda: close(try_call(tanh_prime, z), 1.0 - z * z),
                   "1 − z² applies the formula to z; it is 1 − tanh(z)²"),
             Probe(WRONG_DERIVATIVE, lambda: close(try_call(tanh_prime, z), 1.0 - t),
                   "the square is missing: 1 − tanh(z)²"),
+            Probe(WRONG_DERIVATIVE, lambda: close(try_call(tanh_prime, z), (1.0 - t) ** 2),
+                  "the square belongs to tanh alone: 1 − tanh(z)², not (1 − tanh(z))²"),
+            Probe(WRONG_DERIVATIVE, lambda: close(try_call(tanh_prime, z), t * (1.0 - t)),
+                  "t(1 − t) is the sigmoid's pattern σ(1 − σ); tanh′ = 1 − tanh²"),
             Probe(WRONG_DERIVATIVE, lambda: close(try_call(tanh_prime, z), s * (1 - s)),
                   "that is the sigmoid's derivative σ(1 − σ); tanh′ = 1 − tanh²"),
             Probe(FUNCTION_NOT_DERIVATIVE, lambda: close(try_call(tanh_prime, z), t),
@@ -209,13 +270,15 @@ def check_tanh_prime(tanh_prime: Callable, *, hidden: bool = False) -> None:
 # softmax and log-softmax
 # --------------------------------------------------------------------------------------------
 def _logit_cases(hidden: bool, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """(ordinary logits, large logits). Ordinary first, so axis bugs are named before stability."""
+    """(ordinary logits, large logits). Ordinary first, so axis bugs are named before stability; the
+    ordinary ones end with integer logits (a caller may pass them: the result is still a float array)."""
     rng = seeded(seed)
     if not hidden:
-        ordinary = [rng.normal(0, 1, (3, 4)), np.array([0.5, -1.0, 2.0])]
+        ordinary = [rng.normal(0, 1, (3, 4)), np.array([0.5, -1.0, 2.0]), np.array([[1, 2, 3], [0, 0, 5]])]
         large = [np.array([[1000.0, 999.0, 0.0], [0.0, -1000.0, 1.0]])]
     else:
-        ordinary = [rng.normal(0, 2, (7, 5)), rng.normal(0, 1, (2, 3, 4)), rng.normal(0, 1, (1, 6))]
+        ordinary = [rng.normal(0, 2, (7, 5)), rng.normal(0, 1, (2, 3, 4)), rng.normal(0, 1, (1, 6)),
+                    rng.integers(-5, 6, (4, 3))]
         big = rng.normal(0, 1, (6, 5)) * 400.0
         big[0] = [800.0, 799.0, -800.0, 0.0, 1.0]
         big[1] = [-800.0, -801.0, -805.0, -1000.0, -790.0]  # every logit very negative: a global max fails
@@ -223,21 +286,43 @@ def _logit_cases(hidden: bool, seed: int) -> tuple[list[np.ndarray], list[np.nda
     return ordinary, large
 
 
+def _no_keepdims(z: np.ndarray, log: bool, max_kept: bool, sum_kept: bool) -> np.ndarray:
+    """(log-)softmax of a square ``z`` with the row maximum and/or the row sum reduced without keepdims:
+    broadcast along the wrong axis (over a non-square z the same code raises)."""
+    m = z.max(axis=-1)
+    m = m[:, None] if max_kept else m[None, :]
+    e = np.exp(z - m)
+    total = e.sum(axis=-1)
+    total = total[:, None] if sum_kept else total[None, :]
+    return z - m - np.log(total) if log else e / total
+
+
 def _softmax_probes(fn: Callable, z: np.ndarray, log: bool) -> list[Probe]:
     from nnkit.functional import log_softmax, softmax  # noqa: PLC0415
 
     f = log_softmax if log else softmax
     probes = []
-    if z.ndim >= 2:
-        probes.append(Probe(WRONG_AXIS, lambda: close(try_call(fn, z), f(z, axis=0)),
+    for axis in range(z.ndim - 1):
+        probes.append(Probe(WRONG_AXIS, lambda axis=axis: close(try_call(fn, z), f(z, axis=axis)),
                             "normalise each row (example) over its classes: the last axis, axis=-1 with "
-                            "keepdims=True; your result is normalised along axis 0"))
-    probes.append(Probe(WRONG_AXIS, lambda: close(try_call(fn, z), np.exp(z - z.max()) / np.exp(z - z.max()).sum())
-                        if not log else False,
-                        "you normalised over all entries; normalise along the last axis only"))
+                            f"keepdims=True; your result is normalised along axis {axis}"))
+    probes.append(Probe(WRONG_AXIS, lambda: close(try_call(fn, z), f(z.ravel()).reshape(z.shape)) and z.ndim > 1,
+                        "you normalised over all entries at once; normalise along the last axis only"))
+    square = seeded(49).normal(0, 1, (4, 4))
+    probes.append(Probe(MISSING_KEEPDIMS, lambda: any(
+        close(try_call(fn, square), _no_keepdims(square, log, mk, sk)) for mk, sk in ((0, 0), (0, 1), (1, 0))),
+        "a row's maximum or sum, reduced without keepdims=True, broadcasts along the wrong axis (on a square input; "
+        "on others it raises): keep the reduced axis so each row is combined with its own value"))
+    probes.append(Probe(INTEGER_INPUT, lambda: np.issubdtype(np.asarray(z).dtype, np.integer)
+                        and close(try_call(fn, z.astype(float)), f(z.astype(float))),
+                        "right on the same logits as floats: an array made with zeros_like/empty_like of an integer "
+                        "z, or an operation with out=z, keeps the integer dtype; convert with z.astype(float)"))
     if log:
         probes.append(Probe(FUNCTION_NOT_DERIVATIVE, lambda: close(try_call(fn, z), softmax(z)),
                             "that is the softmax; log-softmax is its logarithm, z − log Σ e^z"))
+        probes.append(Probe(MAX_NOT_ADDED_BACK, lambda: close(try_call(fn, z), f(z) + z.max(axis=-1, keepdims=True)),
+                            "each row is off by its maximum m: log Σ e^z = m + log Σ e^{z−m}, so the result is "
+                            "z − m − log Σ e^{z−m}"))
     return probes
 
 
@@ -252,14 +337,17 @@ def _check_softmax_like(question: str, fn: Callable, *, log: bool, hidden: bool)
     def torch_fn(z):
         import torch  # noqa: PLC0415
 
+        z = z if z.is_floating_point() else z.to(torch.float64)
         return (torch.log_softmax if log else torch.softmax)(z, dim=-1)
 
     refs = {"softmax": softmax} if log else {}
     with reference_bindings(fn, **refs):
         for z in ordinary:
             probes = _softmax_probes(fn, z, log)
-            got = call(fb, fn, z, name=f"{question}(z)")
-            check_array(fb, f"{question}(z) for z of shape {z.shape}", got, ref(z), probes=probes,
+            got = call(fb, fn, z, name=f"{question}(z)", probes=probes)
+            kind = "integer " if np.issubdtype(z.dtype, np.integer) else ""
+            check_observed(fb, f"{question}(z) for {kind}z of shape {z.shape}", got, ref(z),
+                           lambda g, e: _where_wrong(fb, g, e), probes=probes,
                         shape_hint="the same shape as z", relations=False)
             check_against_torch(fb, f"{question}(z)", fn, torch_fn, [z], probes=probes)
         for z in large:
@@ -313,7 +401,7 @@ def _loss_check(fb: Feedback, question: str, fn: Callable, ref_loss, make_torch:
     __tracebackhide__ = True
     loss_value = ref_loss.forward(z, y)
     dz_ref = ref_loss.backward()
-    result = call(fb, fn, z, y, name=f"{question}(z, y)")
+    result = call(fb, fn, z, y, name=f"{question}(z, y)", probes=extra_probes)
     loss, dz = _split_pair(fb, f"{question}(z, y)", result)
 
     def grad_of(zz, yy):
@@ -332,7 +420,8 @@ def _loss_check(fb: Feedback, question: str, fn: Callable, ref_loss, make_torch:
     ]
     check_array(fb, f"the loss returned by {question}(z, y) {label}", loss, loss_value, probes=loss_probes,
                 relations=False)
-    dz = check_array(fb, f"∂ℒ/∂z returned by {question}(z, y) {label}", dz, dz_ref, probes=grad_probes,
+    dz = check_observed(fb, f"∂ℒ/∂z returned by {question}(z, y) {label}", dz, dz_ref,
+                        lambda g, e: _where_wrong(fb, g, e), probes=grad_probes,
                      relations=False, shape_hint="one entry per logit: the shape of z")
     if z.size <= 256 and np.abs(z).max() < 100:  # the loss's own derivative, by central differences
         numeric = numerical_gradient(lambda zz: float(type(ref_loss)().forward(zz, y)), z.copy())
@@ -344,6 +433,42 @@ def _loss_check(fb: Feedback, question: str, fn: Callable, ref_loss, make_torch:
 
     check_against_torch(fb, f"[loss, ∂ℒ/∂z] of {question}(z, y) {label}", student, make_torch, [z, y],
                         requires_grad=True, probes=grad_probes)
+
+
+def _pair(fn: Callable, z: np.ndarray, y: np.ndarray) -> tuple | None:
+    """(loss, gradient) from the student's loss on copies of z, y; None if it raises or returns something else."""
+    result = try_call(fn, z, y)
+    if not isinstance(result, (tuple, list)) or len(result) != 2 or np.ndim(result[0]) != 0:
+        return None
+    return result
+
+
+def _cross_entropy_probes(fn: Callable, z: np.ndarray, y: np.ndarray) -> list[Probe]:
+    """Bugs in how the targets are used and what the mean runs over, each reproduced on (z, y)."""
+    import nnkit as nk  # noqa: PLC0415
+    from nnkit.functional import log_softmax  # noqa: PLC0415
+
+    n, c = z.shape
+    ref = nk.CrossEntropyLoss()
+    loss, dz = ref.forward(z, y), ref.backward()
+    onehot = np.eye(c)[y]
+
+    def loss_is(target) -> Callable[[], bool]:
+        return lambda: (r := _pair(fn, z, y)) is not None and close(r[0], target)
+
+    return [
+        Probe(ONE_HOT_TARGETS, lambda: (r := _pair(fn, z, onehot)) is not None and close(r[0], loss)
+              and close(r[1], dz),
+              "right when y is given as one-hot rows, but y holds class indices (shape (N,)): pick the target's "
+              "log-probability with logp[np.arange(N), y]"),
+        Probe(TARGET_COLUMNS, lambda: n > 1 and loss_is(-np.mean(log_softmax(z)[:, y]))(),
+              "logp[:, y] is an N × N array (every example at every target); logp[np.arange(N), y] takes one entry "
+              "per example"),
+        Probe(MEAN_OVER_CLASSES, lambda: c > 1 and (loss_is(loss / c)() or
+                                                     close((_pair(fn, z, y) or (None, None))[1], dz / c)),
+              "np.mean over the N × C array also divides by the number of classes C: sum over the classes, "
+              "average over the batch only"),
+    ]
 
 
 def _unstable_probe(fn: Callable, moderate: tuple[np.ndarray, np.ndarray], ref_loss) -> Probe:
@@ -392,15 +517,37 @@ def check_cross_entropy(cross_entropy: Callable, *, hidden: bool = False) -> Non
     with reference_bindings(cross_entropy, softmax=softmax, log_softmax=log_softmax):
         for z, y, label in cases:
             extra = [_unstable_probe(cross_entropy, moderate, nk.CrossEntropyLoss())] if "10³" in label else []
+            extra += _cross_entropy_probes(cross_entropy, z, y)
             _loss_check(fb, "cross_entropy", cross_entropy, nk.CrossEntropyLoss(), _torch_cross_entropy, z, y,
                         label=f"{label} (N = {len(z)}, C = {z.shape[1]})", n=len(z), extra_probes=extra)
     fb.passed("the loss and δ = (p − y)/N, on small and large logits")
 
 
+def _bce_probes(fn: Callable, z: np.ndarray, y: np.ndarray) -> list[Probe]:
+    import nnkit as nk  # noqa: PLC0415
+
+    ref = nk.BCEWithLogitsLoss()
+    ref.forward(z, y)
+    dz = ref.backward()
+    return [Probe(MEAN_OVER_ROWS, lambda: z.ndim > 1 and z.shape[0] != z.size
+                  and close((_pair(fn, z, y) or (None, None))[1], dz * z.size / z.shape[0]),
+                  "the mean runs over every entry of z, so the gradient is divided by z.size, not by len(z)")]
+
+
+def _right_as_float(fn: Callable, z: np.ndarray, y: np.ndarray) -> bool:
+    """The student's BCE is right when the integer targets y are handed over as floats."""
+    import nnkit as nk  # noqa: PLC0415
+
+    ref = nk.BCEWithLogitsLoss()
+    loss = ref.forward(z, y.astype(float))
+    r = _pair(fn, z, y.astype(float))
+    return r is not None and close(r[0], loss) and close(r[1], ref.backward())
+
+
 def _torch_bce(z, y):
     import torch  # noqa: PLC0415
 
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(z, y.detach())
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(z, y.detach().to(z.dtype))
     loss.backward()
     return loss.detach(), z.grad
 
@@ -415,10 +562,16 @@ def check_bce_with_logits(bce_with_logits: Callable, *, hidden: bool = False) ->
     sizes = [(6,)] if not hidden else [(10,), (4, 3), (1,)]
     cases = [(rng.normal(0, 2, s), (rng.random(s) < 0.5).astype(float), "on small logits") for s in sizes]
     moderate = cases[0][:2]
+    cases.append((rng.normal(0, 2, 5), rng.integers(0, 2, 5), "with integer targets 0/1"))
     big = np.array([800.0, -800.0, 40.0, -40.0, 2.0, -1000.0])
     cases.append((big, np.array([0.0, 1.0, 1.0, 0.0, 1.0, 0.0]), "on logits of size 10³"))
     for z, y, label in cases:
         extra = [_unstable_probe(bce_with_logits, moderate, nk.BCEWithLogitsLoss())] if "10³" in label else []
+        extra += _bce_probes(bce_with_logits, z, y)
+        if np.issubdtype(y.dtype, np.integer):
+            extra.append(Probe(INTEGER_INPUT, lambda z=z, y=y: _right_as_float(bce_with_logits, z, y),
+                "right with the same targets as floats: an array made with zeros_like(y) or updated in place keeps "
+                "y's integer dtype; compute the gradient from z (a float array)"))
         _loss_check(fb, "bce_with_logits", bce_with_logits, nk.BCEWithLogitsLoss(), _torch_bce, z, y,
                     label=f"{label} (shape {z.shape})", n=z.size, extra_probes=extra)
     fb.passed("the loss and (σ(z) − y)/N, on small and large logits")
@@ -496,6 +649,11 @@ def check_toy_gradients(toy_gradients: Callable, *, hidden: bool = False) -> Non
         Probe(SIGN_FLIP, like(np.column_stack([(s - yv) * s * (1 - s), yv - s])),
               "the cross-entropy gradient is σ(z) − y, prediction minus target"),
         Probe(SIGN_FLIP, like(-expected), "both gradients have the wrong sign"),
+        Probe(FACTOR_OF_2, like(np.column_stack([2 * expected[:, 0], expected[:, 1]])),
+              "the squared-error gradient is twice the right one: ½(y − σ)² differentiates to (σ − y)σ′, "
+              "the ½ cancels the 2"),
+        Probe(FACTOR_OF_2, like(np.column_stack([expected[:, 0] / 2, expected[:, 1]])),
+              "the squared-error gradient is half the right one: ½(y − σ)² differentiates to (σ − y)σ′"),
         Probe(D_WRT_W, like(expected * xv[:, None]),
               "multiply by x only for ∂ℒ/∂w; the question asks for ∂ℒ/∂z"),
     ]
@@ -515,4 +673,13 @@ def check_toy_gradients(toy_gradients: Callable, *, hidden: bool = False) -> Non
     check_array(fb, f"[∂ℒ_MSE/∂z, ∂ℒ_CE/∂z] for {what} against central differences in z", got,
                 (losses(z + h) - losses(z - h)) / (2 * h), rtol=NUM_RTOL, atol=NUM_ATOL, probes=probes,
                 relations=False)
+    # a confidently right and a confidently wrong unit, |z| = 10³: both gradients must stay finite
+    large = np.array([[500.0, 0.0, 2.0, 1.0], [500.0, 0.0, -2.0, 1.0], [-4.0, 1000.0, 0.5, 0.0],
+                      [3.0, -998.0, 1.0, 1.0]])
+    unstable = [Probe(UNSTABLE, lambda: close(try_call(run, cases), expected),
+                      "right for moderate z, wrong for |z| = 10³: e^{−z} overflows (math.exp raises, np.exp gives "
+                      "inf); compute σ with a stable formula, e.g. e^{−|z|} only, or nk.functional.sigmoid")]
+    got = call(fb, run, large, name="toy_gradients(w, b, x, y) for z = w·x + b of size 10³", probes=unstable)
+    check_array(fb, "[∂ℒ_MSE/∂z, ∂ℒ_CE/∂z] for 4 cases with |z| = 10³", as_array(fb, "toy_gradients", got),
+                np.array([_toy_reference(*c) for c in large]), probes=unstable, relations=False)
     fb.passed("both gradients on the saturation toy problem")

@@ -1,7 +1,8 @@
-"""Known wrong answers for problem set 4 (activations, losses, stability) and the feedback each must get.
+"""Planted student mistakes for problem set 4 (activations, losses, stability).
 
-``MUTATIONS[question] = [(bug class, full source of the planted solution cell, phrase the
-feedback must contain), ...]``; see tests/test_assignments.py.
+``MUTATIONS[question] = [(what, full source of the planted solution cell, bug class[, phrase the
+feedback must also contain]), ...]``: the class is the grader's name of the bug (a probe's bug or a
+diagnosing category), see tests/mutations/__init__.py and tests/feedback_corpus.py.
 """
 
 MUTATIONS = {
@@ -18,6 +19,16 @@ def relu_prime(z):
 def relu_prime(z):
     return np.maximum(z, 0)
 ''', "the function instead of its derivative"),
+        ("np.heaviside with 1 at 0", '''
+def relu_prime(z):
+    return np.heaviside(z, 1.0)
+''', "wrong derivative at 0"),
+        ("overwrites z in place", '''
+def relu_prime(z):
+    z[z <= 0] = 0
+    z[z > 0] = 1
+    return z
+''', "modifies its input", "argument 1 `z`"),
     ],
     "leaky_relu_prime": [
         ("wrong slope", '''
@@ -33,6 +44,27 @@ def leaky_relu_prime(z, negative_slope=0.01):
 def leaky_relu_prime(z, negative_slope=0.01):
     return np.where(z > 0, 1.0, 0.01)
 ''', "wrong slope"),
+        ("slope on the positive side", '''
+def leaky_relu_prime(z, negative_slope=0.01):
+    return np.where(z < 0, 1.0, negative_slope)
+''', "wrong slope"),
+        ("the function itself", '''
+def leaky_relu_prime(z, negative_slope=0.01):
+    return np.where(z > 0, z, negative_slope * z)
+''', "the function instead of its derivative"),
+        ("overwrites z in place", '''
+def leaky_relu_prime(z, negative_slope=0.01):
+    positive = z > 0
+    z[positive] = 1.0
+    z[~positive] = negative_slope
+    return z
+''', "modifies its input", "argument 1 `z`"),
+        ("ones_like, slope only below 0", '''
+def leaky_relu_prime(z, negative_slope=0.01):
+    dz = np.ones_like(z)
+    dz[z < 0] = negative_slope
+    return dz
+''', "wrong derivative at 0"),
     ],
     "tanh_prime": [
         ("wrong derivative", '''
@@ -43,6 +75,24 @@ def tanh_prime(z):
 def tanh_prime(z):
     return np.tanh(z) ** 2 - 1.0
 ''', "sign flip"),
+        ("missing square", '''
+def tanh_prime(z):
+    return 1.0 - np.tanh(z)
+''', "wrong derivative"),
+        ("square outside the bracket", '''
+def tanh_prime(z):
+    return (1.0 - np.tanh(z)) ** 2
+''', "wrong derivative"),
+        ("tanh from exponentials", '''
+def tanh_prime(z):
+    t = (np.exp(z) - np.exp(-z)) / (np.exp(z) + np.exp(-z))
+    return 1.0 - t ** 2
+''', "numerically unstable"),
+        ("tanh written into z", '''
+def tanh_prime(z):
+    np.tanh(z, out=z)
+    return 1.0 - z * z
+''', "modifies its input", "argument 1 `z`"),
     ],
     "softmax": [
         ("unstable softmax", '''
@@ -55,6 +105,38 @@ def softmax(z):
     e = np.exp(z - np.max(z, axis=0, keepdims=True))
     return e / np.sum(e, axis=0, keepdims=True)
 ''', "wrong axis"),
+        ("global maximum subtracted", '''
+def softmax(z):
+    e = np.exp(z - np.max(z))
+    return e / np.sum(e, axis=-1, keepdims=True)
+''', "numerically unstable"),
+        ("normalised over every entry", '''
+def softmax(z):
+    e = np.exp(z - np.max(z))
+    return e / np.sum(e)
+''', "wrong axis"),
+        ("axis=1 instead of the last axis", '''
+def softmax(z):
+    e = np.exp(z - np.max(z, axis=1, keepdims=True)) if z.ndim > 1 else np.exp(z - np.max(z))
+    return e / (np.sum(e, axis=1, keepdims=True) if z.ndim > 1 else np.sum(e))
+''', "wrong axis"),
+        ("max subtracted in place", '''
+def softmax(z):
+    z -= np.max(z, axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / np.sum(e, axis=-1, keepdims=True)
+''', "modifies its input", "argument 1 `z`"),
+        ("keepdims missing in the sum", '''
+def softmax(z):
+    e = np.exp(z - np.max(z, axis=-1, keepdims=True))
+    return e / np.sum(e, axis=-1)
+''', "missing keepdims"),
+        ("exp written into an array of z's dtype", '''
+def softmax(z):
+    shifted = z - np.max(z, axis=-1, keepdims=True)
+    np.exp(shifted, out=shifted)
+    return shifted / np.sum(shifted, axis=-1, keepdims=True)
+''', "integer input not converted to float"),
     ],
     "log_softmax": [
         ("unstable: log of the softmax", '''
@@ -65,6 +147,30 @@ def log_softmax(z):
 def log_softmax(z):
     return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
 ''', "numerically unstable"),
+        ("the maximum not added back", '''
+def log_softmax(z):
+    m = np.max(z, axis=-1, keepdims=True)
+    return z - np.log(np.sum(np.exp(z - m), axis=-1, keepdims=True))
+''', "the maximum subtracted but not added back"),
+        ("log of the softmax plus a small epsilon", '''
+def log_softmax(z):
+    return np.log(softmax(z) + 1e-12)
+''', "numerically unstable"),
+        ("over every entry", '''
+def log_softmax(z):
+    m = np.max(z)
+    return z - m - np.log(np.sum(np.exp(z - m)))
+''', "wrong axis"),
+        ("shifted in place", '''
+def log_softmax(z):
+    z -= np.max(z, axis=-1, keepdims=True)
+    return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
+''', "modifies its input", "argument 1 `z`"),
+        ("over axis 0", '''
+def log_softmax(z):
+    m = np.max(z, axis=0, keepdims=True)
+    return z - m - np.log(np.sum(np.exp(z - m), axis=0, keepdims=True))
+''', "wrong axis"),
     ],
     "cross_entropy": [
         ("missing 1/N", '''
@@ -95,6 +201,49 @@ def cross_entropy(z, y):
     dz[np.arange(n), y] -= 1.0
     return float(loss), dz / n
 ''', "numerically unstable"),
+        ("targets taken as one-hot", '''
+def cross_entropy(z, y):
+    n = z.shape[0]
+    p = softmax(z)
+    loss = -np.sum(y * log_softmax(z)) / n
+    return float(loss), (p - y) / n
+''', "targets taken as one-hot vectors"),
+        ("indexed with [:, y]", '''
+def cross_entropy(z, y):
+    n = z.shape[0]
+    logp = log_softmax(z)
+    loss = -np.mean(logp[:, y])
+    dz = softmax(z)
+    dz[np.arange(n), y] -= 1.0
+    return float(loss), dz / n
+''', "targets picked with [:, y]"),
+        ("averaged over the classes too", '''
+def cross_entropy(z, y):
+    n, c = z.shape
+    onehot = np.eye(c)[y]
+    loss = -np.mean(onehot * log_softmax(z))
+    dz = (softmax(z) - onehot) / (n * c)
+    return float(loss), dz
+''', "averaged over the classes too"),
+        ("summed loss", '''
+def cross_entropy(z, y):
+    n = z.shape[0]
+    logp = log_softmax(z)
+    loss = -np.sum(logp[np.arange(n), y])
+    dz = np.exp(logp)
+    dz[np.arange(n), y] -= 1.0
+    return float(loss), dz / n
+''', "factor of the batch size"),
+        ("logits shifted in place", '''
+def cross_entropy(z, y):
+    n = z.shape[0]
+    z -= z.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    loss = -logp[np.arange(n), y].mean()
+    dz = np.exp(logp)
+    dz[np.arange(n), y] -= 1.0
+    return float(loss), dz / n
+''', "modifies its input", "argument 1 `z`"),
     ],
     "bce_with_logits": [
         ("unstable", '''
@@ -113,6 +262,37 @@ def bce_with_logits(z, y):
     loss = np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))))
     return float(loss), (y - nk.functional.sigmoid(z)) / z.size
 ''', "sign flip"),
+        ("unstable for large negative logits", '''
+def bce_with_logits(z, y):
+    loss = np.mean((1 - y) * z + np.log1p(np.exp(-z)))
+    return float(loss), (nk.functional.sigmoid(z) - y) / z.size
+''', "numerically unstable"),
+        ("divided by the rows, not the entries", '''
+def bce_with_logits(z, y):
+    loss = np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))))
+    return float(loss), (nk.functional.sigmoid(z) - y) / z.shape[0]
+''', "divided by the number of rows, not of entries"),
+        ("logits clipped in place", '''
+def bce_with_logits(z, y):
+    np.clip(z, -30.0, 30.0, out=z)
+    p = 1.0 / (1.0 + np.exp(-z))
+    loss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    return float(loss), (p - y) / z.size
+''', "modifies its input", "argument 1 `z`"),
+        ("probabilities clamped by an epsilon", '''
+def bce_with_logits(z, y):
+    p = nk.functional.sigmoid(z)
+    eps = 1e-12
+    loss = -np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps))
+    return float(loss), (p - y) / z.size
+''', "numerically unstable"),
+        ("gradient in an array like y", '''
+def bce_with_logits(z, y):
+    loss = np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))))
+    dz = np.zeros_like(y)
+    dz[...] = (nk.functional.sigmoid(z) - y) / z.size
+    return float(loss), dz
+''', "integer input not converted to float"),
     ],
     "toy_gradients": [
         ("sign flip (the slide's sign)", '''
@@ -125,6 +305,24 @@ def toy_gradients(w, b, x, y):
     s = 1.0 / (1.0 + np.exp(-(w * x + b)))
     return s - y, s - y
 ''', "missing f′(z) factor"),
+        ("∂ℒ/∂w instead of ∂ℒ/∂z", '''
+def toy_gradients(w, b, x, y):
+    s = 1.0 / (1.0 + np.exp(-(w * x + b)))
+    return (s - y) * s * (1.0 - s) * x, (s - y) * x
+''', "∂ℒ/∂w instead of ∂ℒ/∂z"),
+        ("MSE without the ½", '''
+def toy_gradients(w, b, x, y):
+    s = 1.0 / (1.0 + np.exp(-(w * x + b)))
+    return 2.0 * (s - y) * s * (1.0 - s), s - y
+''', "factor of 2"),
+        ("math.exp overflows", '''
+import math
+
+
+def toy_gradients(w, b, x, y):
+    s = 1.0 / (1.0 + math.exp(-(w * x + b)))
+    return (s - y) * s * (1.0 - s), s - y
+''', "numerically unstable"),
     ],
 }
 

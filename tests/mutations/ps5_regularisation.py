@@ -1,7 +1,8 @@
-"""Known wrong answers for problem set 5 (regularisation and robustness) and the feedback each must get.
+"""Planted student mistakes for problem set 5 (regularisation and robustness).
 
-``MUTATIONS[question] = [(bug class, full source of the planted solution cell, phrase the
-feedback must contain), ...]``; see tests/test_assignments.py.
+``MUTATIONS[question] = [(what, full source of the planted solution cell, bug class[, phrase the
+feedback must also contain]), ...]``: the class is the grader's name of the bug (a probe's bug or a
+diagnosing category), see tests/mutations/__init__.py and tests/feedback_corpus.py.
 """
 
 _DROPOUT = '''
@@ -55,6 +56,34 @@ def sgd_momentum_step(theta, grad, velocity, lr, momentum):
 def sgd_momentum_step(theta, grad, velocity, lr, momentum):
     return theta - lr * grad, velocity
 ''', "momentum not used"),
+        ("returns the old velocity", '''
+def sgd_momentum_step(theta, grad, velocity, lr, momentum):
+    new_velocity = momentum * velocity + grad
+    return theta - lr * new_velocity, velocity
+''', "momentum not used"),
+        ("updates its arguments in place", '''
+def sgd_momentum_step(theta, grad, velocity, lr, momentum):
+    velocity *= momentum
+    velocity += grad
+    theta -= lr * velocity
+    return theta, velocity
+''', "modifies its input", "`velocity`"),
+        ("velocity as an average (1 − μ)·g", '''
+def sgd_momentum_step(theta, grad, velocity, lr, momentum):
+    velocity = momentum * velocity + (1 - momentum) * grad
+    return theta - lr * velocity, velocity
+''', "velocity as an average: (1 − μ)·g"),
+        ("step with the old velocity", '''
+def sgd_momentum_step(theta, grad, velocity, lr, momentum):
+    new_theta = theta - lr * velocity
+    velocity = momentum * velocity + grad
+    return new_theta, velocity
+''', "θ moved with the old velocity"),
+        ("learning rate left out", '''
+def sgd_momentum_step(theta, grad, velocity, lr, momentum):
+    velocity = momentum * velocity + grad
+    return theta - velocity, velocity
+''', "learning rate not applied"),
     ],
     "l2_penalty": [
         ("decaying biases", '''
@@ -73,7 +102,7 @@ def l2_penalty(model, lam):
             penalty += 0.5 * lam * float(np.sum(p.data ** 2))
             p.grad = lam * p.data
     return penalty
-''', "replaces the gradient"),
+''', "replaces the gradient instead of adding to it"),
         ("sign flip", '''
 def l2_penalty(model, lam):
     penalty = 0.0
@@ -83,6 +112,46 @@ def l2_penalty(model, lam):
             p.grad -= lam * p.data
     return penalty
 ''', "sign flip"),
+        ("λ missing from the gradient", '''
+def l2_penalty(model, lam):
+    penalty = 0.0
+    for p in model.parameters():
+        if p.data.ndim > 1:
+            penalty += 0.5 * lam * float(np.sum(p.data ** 2))
+            p.grad += p.data
+    return penalty
+''', "λ not applied"),
+        ("λ‖W‖² with gradient 2λW", '''
+def l2_penalty(model, lam):
+    penalty = 0.0
+    for p in model.parameters():
+        if p.data.ndim > 1:
+            penalty += lam * float(np.sum(p.data ** 2))
+            p.grad += 2 * lam * p.data
+    return penalty
+''', "factor of 2"),
+        ("penalty without the ½", '''
+def l2_penalty(model, lam):
+    penalty = 0.0
+    for p in model.parameters():
+        if p.data.ndim > 1:
+            penalty += lam * float(np.sum(p.data ** 2))
+            p.grad += lam * p.data
+    return penalty
+''', "factor of 2"),
+        ("weights shrunk instead of the gradient", '''
+def l2_penalty(model, lam):
+    penalty = 0.0
+    for p in model.parameters():
+        if p.data.ndim > 1:
+            penalty += 0.5 * lam * float(np.sum(p.data ** 2))
+            p.data -= lam * p.data
+    return penalty
+''', "changes the weights instead of their gradients"),
+        ("gradient never added", '''
+def l2_penalty(model, lam):
+    return sum(0.5 * lam * float(np.sum(p.data ** 2)) for p in model.parameters() if p.data.ndim > 1)
+''', "gradient not added to .grad"),
     ],
     "dropout": [
         ("dropout mask not reused", _dropout('''        keep = self.rng.random(x.shape) >= self.p
@@ -117,7 +186,64 @@ class Dropout(nk.Module):
 ''', "not the identity in eval mode"),
         ("mask from np.random", _dropout('''        keep = np.random.rand(*x.shape) >= self.p
         self.mask = keep / (1.0 - self.p)
-        return x * self.mask''', '''        return grad if self.mask is None else grad * self.mask'''), "numpy's global"),
+        return x * self.mask''', '''        return grad if self.mask is None else grad * self.mask'''), "changes numpy's global random state"),
+        ("scaled by 1 − p at test time", _dropout('''        keep = self.rng.random(x.shape) >= self.p
+        self.mask = keep / (1.0 - self.p)
+        return x * self.mask''', '''        return grad if self.mask is None else grad * self.mask''').replace(
+            "            return x\n", "            return x * (1.0 - self.p)\n"), "not the identity in eval mode"),
+        ("classic dropout, not inverted", '''
+class Dropout(nk.Module):
+    def __init__(self, p=0.5, rng=None):
+        super().__init__()
+        self.p = p
+        self.rng = nk.get_rng(rng)
+        self.mask = None
+
+    def forward(self, x):
+        if not self.training:
+            self.mask = None
+            return x * (1.0 - self.p)
+        self.mask = (self.rng.random(x.shape) >= self.p).astype(float)
+        return x * self.mask
+
+    def backward(self, grad):
+        return grad * (1.0 - self.p) if self.mask is None else grad * self.mask
+''', "dropout not rescaled"),
+        ("a fresh generator in forward", _dropout('''        keep = np.random.default_rng().random(x.shape) >= self.p
+        self.mask = keep / (1.0 - self.p)
+        return x * self.mask''', '''        return grad if self.mask is None else grad * self.mask'''),
+         "not reproducible with the same seed"),
+        ("fixed seed, rng ignored", '''
+class Dropout(nk.Module):
+    def __init__(self, p=0.5, rng=None):
+        super().__init__()
+        self.p = p
+        self.rng = np.random.default_rng(0)
+        self.mask = None
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            self.mask = None
+            return x
+        self.mask = (self.rng.random(x.shape) >= self.p) / (1.0 - self.p)
+        return x * self.mask
+
+    def backward(self, grad):
+        return grad if self.mask is None else grad * self.mask
+''', "ignores the generator it is given"),
+        ("masks the input in place", _dropout('''        keep = self.rng.random(x.shape) >= self.p
+        self.mask = keep / (1.0 - self.p)
+        x *= self.mask
+        return x''', '''        return grad if self.mask is None else grad * self.mask'''),
+         "modifies its input", "`x`"),
+        ("one mask for the whole batch", _dropout('''        keep = self.rng.random(x.shape[-1]) >= self.p
+        self.mask = keep / (1.0 - self.p)
+        return x * self.mask''', '''        return grad if self.mask is None else grad * self.mask'''),
+         "one mask shared by every example"),
+        ("backward without the mask", _dropout('''        keep = self.rng.random(x.shape) >= self.p
+        self.mask = keep / (1.0 - self.p)
+        return x * self.mask''', '''        return grad if self.mask is None else grad / (1.0 - self.p)'''),
+         "dropout mask not reused"),
     ],
     "early_stopping": [
         ("off by one (stops late)", _EARLY.format(body='''        if val_loss < self.best_loss:
@@ -136,6 +262,27 @@ class Dropout(nk.Module):
         else:
             self.waited += 1
         return self.waited >= self.patience'''), "counter never reset"),
+        ("a tie counts as an improvement", _EARLY.format(body='''        if val_loss <= self.best_loss:
+            self.best_loss, self.best_epoch, self.waited = val_loss, self.epoch, 0
+        else:
+            self.waited += 1
+        return self.waited >= self.patience'''), "a tie counted as an improvement"),
+        ("best_epoch is the last epoch", _EARLY.format(body='''        if val_loss < self.best_loss:
+            self.best_loss, self.waited = val_loss, 0
+        else:
+            self.waited += 1
+        self.best_epoch = self.epoch
+        return self.waited >= self.patience'''), "best_epoch set at every epoch, not at the best"),
+        ("off by one (stops early)", _EARLY.format(body='''        if val_loss < self.best_loss:
+            self.best_loss, self.best_epoch, self.waited = val_loss, self.epoch, 0
+        else:
+            self.waited += 1
+        return self.waited >= self.patience - 1'''), "off by one"),
+        ("epochs counted from 1", _EARLY.format(body='''        if val_loss < self.best_loss:
+            self.best_loss, self.best_epoch, self.waited = val_loss, self.epoch + 1, 0
+        else:
+            self.waited += 1
+        return self.waited >= self.patience'''), "off by one"),
     ],
     "fgsm": [
         ("gradient instead of its sign", '''
@@ -165,6 +312,36 @@ def fgsm(model, loss_fn, x, y, epsilon):
     dx = model.backward(loss_fn.backward())
     return np.clip(x + epsilon * np.sign(dx), 0.0, 1.0)
 ''', "gradient taken in training mode"),
+        ("ε left out", '''
+def fgsm(model, loss_fn, x, y, epsilon):
+    model.eval()
+    loss_fn.forward(model.forward(x), y)
+    dx = model.backward(loss_fn.backward())
+    return np.clip(x + np.sign(dx), 0.0, 1.0)
+''', "ε not applied"),
+        ("updates x in place", '''
+def fgsm(model, loss_fn, x, y, epsilon):
+    model.eval()
+    loss_fn.forward(model.forward(x), y)
+    dx = model.backward(loss_fn.backward())
+    x += epsilon * np.sign(dx)
+    np.clip(x, 0.0, 1.0, out=x)
+    return x
+''', "modifies its input", "`x`"),
+        ("clipped before the step", '''
+def fgsm(model, loss_fn, x, y, epsilon):
+    model.eval()
+    loss_fn.forward(model.forward(x), y)
+    dx = model.backward(loss_fn.backward())
+    return np.clip(x, 0.0, 1.0) + epsilon * np.sign(dx)
+''', "not clipped"),
+        ("normalised gradient instead of its sign", '''
+def fgsm(model, loss_fn, x, y, epsilon):
+    model.eval()
+    loss_fn.forward(model.forward(x), y)
+    dx = model.backward(loss_fn.backward())
+    return np.clip(x + epsilon * dx / np.abs(dx).max(), 0.0, 1.0)
+''', "the gradient instead of its sign"),
     ],
 }
 
