@@ -471,7 +471,7 @@ def check_delta_output(delta_output: Callable, *, hidden: bool = False) -> None:
     """δ^L = ∂ℒ/∂a^L ⊙ σ′(z^L) = (2/N)(a^L − y) ⊙ σ′(z^L)."""
     fb = Feedback("delta_output", hidden=hidden)
     rng = seeded(301)
-    sizes = [(4, 3)] + ([(6, 2), (3, 5)] if hidden else [])
+    sizes = [(4, 3)] + ([(6, 2), (3, 5), (1, 3)] if hidden else [])
     with reference_bindings(delta_output, **_PS3_REFS):
         for n, d in sizes:
             Z = rng.normal(scale=2.0, size=(n, d))
@@ -511,7 +511,7 @@ def check_delta_hidden(delta_hidden: Callable, *, hidden: bool = False) -> None:
     """δ^ℓ = (δ^{ℓ+1} W^{ℓ+1}) ⊙ σ′(z^ℓ) for a batch of rows."""
     fb = Feedback("delta_hidden", hidden=hidden)
     rng = seeded(302)
-    sizes = [(4, 3, 2)] + ([(5, 4, 3), (2, 6, 6)] if hidden else [])  # N, d_ℓ, d_{ℓ+1}
+    sizes = [(4, 3, 2)] + ([(5, 4, 3), (2, 6, 6), (1, 3, 4)] if hidden else [])  # N, d_ℓ, d_{ℓ+1}
     with reference_bindings(delta_hidden, **_PS3_REFS):
         for n, d, d_next in sizes:
             delta_next = rng.normal(size=(n, d_next))
@@ -542,7 +542,7 @@ def check_param_grads(param_grads: Callable, *, hidden: bool = False) -> None:
     """∂ℒ/∂W^ℓ = (δ^ℓ)ᵀ A^{ℓ−1} and ∂ℒ/∂b^ℓ = Σ_rows δ^ℓ for a batch (δ already carries the 1/N)."""
     fb = Feedback("param_grads", hidden=hidden)
     rng = seeded(303)
-    sizes = [(4, 3, 2)] + ([(6, 5, 3), (3, 2, 4)] if hidden else [])  # N, d_{ℓ−1}, d_ℓ
+    sizes = [(4, 3, 2)] + ([(6, 5, 3), (3, 2, 4), (1, 4, 3)] if hidden else [])  # N, d_{ℓ−1}, d_ℓ
     with reference_bindings(param_grads, **_PS3_REFS):
         for n, d_prev, d in sizes:
             delta, A_prev = rng.normal(size=(n, d)), rng.uniform(size=(n, d_prev))
