@@ -9,7 +9,10 @@ A test cell of an nbgrader assignment calls one ``check_<question>`` function (i
 ``check_array(fb, name, got, expected, ...)``
     type, shape, finiteness and values against the reference, with a stated tolerance;
     recognises the classic bugs from the arrays alone (sign flip, transposed, a factor of the
-    batch size) and from ``probes`` that re-run the student's code on crafted inputs.
+    batch size) and from ``probes`` that re-run the student's code on crafted inputs. A cause
+    is named only on such evidence; otherwise the message says what was observed: which axis
+    is missing or extra, which entries are inf/nan, the pattern of the wrong entries
+    (``pattern``: one factor for all, only some rows, only some columns).
 ``check_layers(fb, symbol, got, expected, ...)``
     per-layer lists such as δ¹ … δᴸ, checked from the output layer down, so the message says
     "δ² is wrong; δ³ was right".
