@@ -426,7 +426,8 @@ def pattern(got: np.ndarray, expected: np.ndarray, rtol: float = RTOL, atol: flo
         if got.ndim == 2:
             rows, cols = np.flatnonzero(bad.any(axis=1)), np.flatnonzero(bad.any(axis=0))
             if len(rows) < got.shape[0] and len(rows) <= 3:
-                return f"only {_indices(rows, 'row')} {'is' if len(rows) == 1 else 'are'} wrong; the other rows are right"
+                verb = "is" if len(rows) == 1 else "are"
+                return f"only {_indices(rows, 'row')} {verb} wrong; the other rows are right"
             if len(cols) < got.shape[1] and len(cols) <= 3:
                 return f"the wrong entries are all in {_indices(cols, 'column')}"
         if got.ndim == 1 and bad.sum() <= 3:
@@ -830,6 +831,6 @@ __all__ = [
     "NO_ACCUMULATION", "Probe", "RAISED", "RTOL", "SIGN_FLIP", "TORCH_TOL", "TRANSPOSED", "TRANSPOSED_W",
     "UNSTABLE", "WRONG_SHAPE", "WRONG_TYPE", "WRONG_VALUES", "as_array", "mismatch", "available_devices", "call",
     "check_against_torch", "check_array", "check_layers", "check_uses_generator", "close", "diagnose",
-    "isfinite_all", "numerical_gradient", "quiet", "reference_bindings", "relation", "relative_error", "seeded",
-    "shape_of", "sup", "torch_enabled", "try_call",
+    "isfinite_all", "numerical_gradient", "pattern", "quiet", "reference_bindings", "relation", "relative_error",
+    "seeded", "shape_of", "sup", "torch_enabled", "try_call",
 ]
