@@ -58,9 +58,41 @@ def test_relations_between_arrays_are_recognised(rows, cols, seed):
         assert C.TRANSPOSED in fails(C.check_array, fb, "x", expected.T, expected) or np.allclose(expected, expected.T)
 
 
-def test_nan_where_the_answer_is_finite_is_called_unstable():
+def test_nan_is_reported_where_it_is_and_called_unstable_only_on_evidence():
     msg = fails(C.check_array, C.Feedback("q"), "p", np.array([0.5, np.nan]), np.array([0.5, 1.0]))
-    assert C.UNSTABLE in msg and C.NON_FINITE in msg
+    assert C.NON_FINITE in msg and "index 1" in msg and C.UNSTABLE not in msg and "Likely bug" not in msg
+    z = np.array([-1000.0, 0.0, 1000.0])
+    expected = 1 / (1 + np.exp(-np.clip(z, -500, 500)))
+    unstable = expected.copy()
+    unstable[2] = np.nan
+    msg = fails(C.check_array, C.Feedback("q"), "p", unstable, expected, inputs=z)
+    assert f"Likely bug: {C.UNSTABLE}" in msg and "index 2" in msg
+    unstable[1] = 0.7  # wrong at a moderate input too: no evidence that only large inputs break it
+    msg = fails(C.check_array, C.Feedback("q"), "p", unstable, expected, inputs=z)
+    assert C.NON_FINITE in msg and C.UNSTABLE not in msg
+
+
+def test_a_wrong_shape_says_which_axis_is_missing_or_extra():
+    msg = fails(C.check_array, C.Feedback("q"), "x", np.ones(4), np.ones((1, 4)))
+    assert "axis 0 of length 1 is missing" in msg and "Likely bug" not in msg
+    msg = fails(C.check_array, C.Feedback("q"), "x", np.ones((5, 3)), np.full(3, 5.0))
+    assert "extra axis 0 of length 5" in msg and "summed over that axis it would be right" in msg
+    msg = fails(C.check_array, C.Feedback("q"), "x", np.arange(6.0).reshape(3, 2), np.arange(6.0).reshape(2, 3))
+    assert "arranged in shape (3, 2)" in msg and "Likely bug" not in msg
+
+
+def test_patterns_of_the_difference_are_observations():
+    expected = np.arange(1.0, 13.0).reshape(3, 4)
+    visible = fails(C.check_array, C.Feedback("q"), "x", 0.3 * expected, expected)
+    hidden = fails(C.check_array, C.Feedback("q", hidden=True), "x", 0.3 * expected, expected)
+    assert "same factor 0.3" in visible and "same factor" in hidden and "0.3" not in hidden
+    assert "Likely bug" not in visible
+    got = expected.copy()
+    got[0] += 1
+    assert "only row 0 is wrong" in fails(C.check_array, C.Feedback("q"), "x", got, expected)
+    got = expected.copy()
+    got[:, 2] *= -1
+    assert "all in column 2" in fails(C.check_array, C.Feedback("q"), "x", got, expected)
 
 
 def test_none_and_non_arrays_are_reported_as_such():

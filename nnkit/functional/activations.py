@@ -9,8 +9,12 @@ import numpy as np
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
-    """σ(z) = 1 / (1 + e^{−z}), computed as e^{z}/(1 + e^{z}) for z < 0 so nothing overflows."""
+    """σ(z) = 1 / (1 + e^{−z}), computed as e^{z}/(1 + e^{z}) for z < 0 so nothing overflows.
+
+    Float inputs keep their precision (float32 stays float32); integer inputs give float64."""
     z = np.asarray(z)
+    if not np.issubdtype(z.dtype, np.floating):
+        z = z.astype(np.float64)
     e = np.exp(-np.abs(z))  # in (0, 1]: never overflows
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(z.dtype, copy=False)
 

@@ -47,6 +47,7 @@ NUM_RTOL, NUM_ATOL = 1e-5, 1e-7
 __all__ = [
     "check_add_backward", "check_mul_backward", "check_function_rules", "check_backprop", "check_l_x",
     "WRONG_RULE", "NOT_IN_PLACE", "ROOT_NOT_SEEDED", "WRONG_ORDER", "BROKEN_GRAPH", "MISSING_UPSTREAM",
+    "ONE_INPUT", "NODE_SKIPPED", "DOT_TERMS",
 ]
 
 WRONG_RULE = "wrong rule"
@@ -59,6 +60,9 @@ MISSING_UPSTREAM = "missing upstream gradient out.grad"
 ROOT_NOT_SEEDED = "root gradient not seeded"
 WRONG_ORDER = "wrong order"
 BROKEN_GRAPH = "graph broken"
+ONE_INPUT = "gradient for only one input"
+NODE_SKIPPED = "a node's _backward never called"
+DOT_TERMS = "w·x with a term missing or repeated"
 
 _ACCUMULATE_HINT = ("a node that is used twice (x*x, a+a, or a value read by two operations) receives one "
                     "contribution per use; add them with `+=` instead of overwriting with `=`")
@@ -122,24 +126,52 @@ def _probe_binary(rule, op, cases, expected_fn, **kw) -> bool:
         return False
 
 
+def _columns_like(got, right: np.ndarray, buggy: Sequence[np.ndarray]) -> bool:
+    """Each column (a.grad, b.grad) of ``got`` is the right one or one of the ``buggy`` versions of
+    that column, and at least one column is a buggy one."""
+    try:
+        got = np.asarray(got, dtype=float)
+    except (TypeError, ValueError):
+        return False
+    if got.shape != right.shape:
+        return False
+    wrong = 0
+    for k in range(right.shape[1]):
+        if close(got[:, k], right[:, k]):
+            continue
+        if not any(close(got[:, k], bug[:, k]) for bug in buggy):
+            return False
+        wrong += 1
+    return wrong > 0
+
+
 def _binary_probes(rule: Callable, op: str, cases: np.ndarray) -> list[Probe]:
     a, b, g = cases[:, 0], cases[:, 1], cases[:, 2]
     zeros = np.zeros((len(cases), 2))
+    right = np.stack([g, g], 1) if op == "+" else np.stack([b * g, a * g], 1)
+    local = np.stack([np.ones_like(a), np.ones_like(b)], 1) if op == "+" else np.stack([b, a], 1)
+
+    def run() -> np.ndarray | None:
+        try:
+            return _run_binary(rule, op, cases)
+        except Exception:  # noqa: BLE001 - a probe that raises means "not this bug"
+            return None
+
     probes = [
         Probe(NOT_IN_PLACE, lambda: _probe_binary(rule, op, cases, lambda: zeros),
-              "the rule must add its contributions into a.grad and b.grad (the nodes are changed in place; "
-              "what the function returns is ignored)"),
-        Probe(MISSING_UPSTREAM,
-              lambda: _probe_binary(rule, op, cases, lambda: np.stack([np.ones_like(a), np.ones_like(b)], 1)
-                                    if op == "+" else np.stack([b, a], 1)),
+              "a.grad and b.grad stay 0 after your rule: it must add its contributions into them (the nodes "
+              "are changed in place; what the function returns is ignored)"),
+        Probe(ONE_INPUT, lambda: _columns_like(run(), right, [zeros]),
+              "one input's gradient stays 0: the rule must add a contribution to a.grad and to b.grad"),
+        Probe(MISSING_UPSTREAM, lambda: _columns_like(run(), right, [local]),
               "the chain rule multiplies the local derivative by the upstream gradient out.grad"),
     ]
     if op == "+":
-        probes.append(Probe(WRONG_RULE, lambda: _probe_binary(rule, op, cases, lambda: np.stack([b * g, a * g], 1)),
+        probes.append(Probe(WRONG_RULE, lambda: _columns_like(run(), right, [np.stack([b * g, a * g], 1)]),
                             "that is the multiply rule; for out = a + b both inputs receive out.grad unchanged"))
     else:
         probes += [
-            Probe(WRONG_RULE, lambda: _probe_binary(rule, op, cases, lambda: np.stack([a * g, b * g], 1)),
+            Probe(WRONG_RULE, lambda: _columns_like(run(), right, [np.stack([a * g, b * g], 1)]),
                   "each input's gradient is the *other* input's value times out.grad: "
                   "∂(ab)/∂a = b, ∂(ab)/∂b = a"),
             Probe(WRONG_RULE, lambda: _probe_binary(rule, op, cases, lambda: np.stack([g, g], 1)),
@@ -413,6 +445,32 @@ def _bp_no_visited_set(root) -> None:
         v._backward()
 
 
+def _bp_breadth_first(root) -> None:
+    root.grad = 1.0
+    queue, seen = [root], {root}
+    while queue:  # breadth-first: a shared node may run before every node that uses it has added to it
+        v = queue.pop(0)
+        v._backward()
+        for child in v._prev:
+            if child not in seen:
+                seen.add(child)
+                queue.append(child)
+
+
+def _bp_root_skipped(root) -> None:
+    order = root.topological_order()
+    root.grad = 1.0
+    for v in reversed(order[:-1]):  # the root (last) never runs its _backward
+        v._backward()
+
+
+def _like_on_fanout(backprop: Callable, buggy: Callable) -> bool:
+    """The student's backprop gives what ``buggy`` gives on the fan-out graph, where that is wrong."""
+    at = (0.7, -1.2)
+    want = _leaf_grads(_g_fanout, at, buggy)
+    return not close(want, _leaf_grads(_g_fanout, at, None)) and close(_leaf_grads(_g_fanout, at, backprop), want)
+
+
 def _backprop_probes(backprop: Callable, builder: Callable, values: Sequence[float]) -> list[Probe]:
     def like(buggy: Callable) -> Callable[[], bool]:
         return lambda: close(_leaf_grads(builder, values, backprop), _leaf_grads(builder, values, buggy))
@@ -423,12 +481,18 @@ def _backprop_probes(backprop: Callable, builder: Callable, values: Sequence[flo
               "start the backward pass from root.grad = 1 (∂f/∂f = 1) before calling the nodes' _backward"),
         Probe(WRONG_ORDER, like(_bp_forward_order),
               "call each node's _backward in *reverse* topological order: from the root towards the leaves"),
+        Probe(NODE_SKIPPED, like(_bp_root_skipped),
+              "every gradient stays 0 below the root: the root's own _backward is never called (check the "
+              "range of your loop over the nodes)"),
         Probe(NO_ACCUMULATION, like(_bp_per_path),
               "a node used twice passed its gradient on once per path: each node must run its _backward exactly "
               "once, after every node that uses it has added its contribution (topological order, visited set)"),
         Probe(NO_ACCUMULATION, like(_bp_no_visited_set),
               "your topological order lists a shared node more than once: keep a visited set so each node "
               "appears once, after every node that uses it"),
+        Probe(WRONG_ORDER, lambda: _like_on_fanout(backprop, _bp_breadth_first),
+              "your gradients are those of a breadth-first walk, which can run a shared node before every node "
+              "that uses it has added its contribution: use reverse topological order"),
         Probe(SIGN_FLIP, lambda: close(_leaf_grads(builder, values, backprop)[:-1], -ref[:-1]),
               "the gradients are the negatives of the right ones"),
         Probe(NO_ACCUMULATION, lambda: builder is not _g_tree and close(_leaf_grads(_g_tree, _TREE_AT, backprop),
@@ -505,6 +569,19 @@ def _torch_l_x(w, x):
     return torch.cat([loss.detach().reshape(1), w.grad])
 
 
+def _dot_terms_wrong(got: np.ndarray, w: np.ndarray, x: np.ndarray) -> bool:
+    """True when [l, ∂l/∂w] is −log σ(Σ cᵢ wᵢ xᵢ) and its gradient for counts cᵢ in {0, 1, 2}, not all 1."""
+    loss, grad = float(got[0]), np.asarray(got[1:], dtype=float)
+    s = math.exp(-loss)  # σ(z′) of the student's z′
+    if not 0.0 < s < 1.0 or np.any(x == 0):
+        return False
+    counts = grad / (-(1.0 - s) * x)
+    whole = np.round(counts)
+    z = math.log(s / (1.0 - s))
+    return bool(np.allclose(counts, whole, atol=1e-6) and np.all((whole >= 0) & (whole <= 2))
+                and np.any(whole != 1) and abs(float(np.sum(whole * w * x)) - z) < 1e-6 * max(1.0, abs(z)))
+
+
 def check_l_x(l_x: Callable, *, hidden: bool = False) -> None:
     """``l_x(w, x)`` builds −log σ(w·x) from the Values in ``w`` (a list) and the numbers in ``x``."""
     __tracebackhide__ = True
@@ -536,6 +613,9 @@ def check_l_x(l_x: Callable, *, hidden: bool = False) -> None:
                   "that is −log(1 − σ(w·x)) = −log σ(−w·x); the exercise has σ(w·x)"),
             Probe(WRONG_RULE, same(np.concatenate([[-z], -x])),
                   "the sigmoid is missing: l = −log σ(w·x), not −w·x"),
+            Probe(DOT_TERMS, lambda: _dot_terms_wrong(_run_l_x(l_x, w, x), w, x),
+                  "your value and gradient are those of −log σ(Σ cᵢ wᵢ xᵢ) with some cᵢ 0 or 2: a term of w·x "
+                  "is left out or counted twice (check the range of your loop)"),
         ]
         got = call(fb, run, w, name="l_x(w, x)")
         check_array(fb, name, got, expected, probes=probes, shape_hint="the loss, then one gradient per weight")

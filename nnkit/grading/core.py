@@ -9,7 +9,10 @@ A test cell of an nbgrader assignment calls one ``check_<question>`` function (i
 ``check_array(fb, name, got, expected, ...)``
     type, shape, finiteness and values against the reference, with a stated tolerance;
     recognises the classic bugs from the arrays alone (sign flip, transposed, a factor of the
-    batch size) and from ``probes`` that re-run the student's code on crafted inputs.
+    batch size) and from ``probes`` that re-run the student's code on crafted inputs. A cause
+    is named only on such evidence; otherwise the message says what was observed: which axis
+    is missing or extra, which entries are inf/nan, the pattern of the wrong entries
+    (``pattern``: one factor for all, only some rows, only some columns).
 ``check_layers(fb, symbol, got, expected, ...)``
     per-layer lists such as δ¹ … δᴸ, checked from the output layer down, so the message says
     "δ² is wrong; δ³ was right".
@@ -374,10 +377,134 @@ def relation(got: np.ndarray, expected: np.ndarray, *, batch_size: int | None = 
 _RELATION_HINTS = {
     SIGN_FLIP: "your result is exactly the negative of the right one",
     TRANSPOSED: "your result is exactly the transpose of the right one",
-    BATCH_FACTOR: "your result is the right one multiplied or divided by the batch size N; "
-                  "check where the loss averages over the batch",
-    "factor of 2": "your result is twice or half the right one",
 }
+
+
+def _relation_hint(likely: str | None, got: np.ndarray, expected: np.ndarray, batch_size: int | None,
+                   rtol: float, atol: float) -> str | None:
+    """What ``relation`` saw, in words: which way a factor goes (the arrays show it)."""
+    if likely == BATCH_FACTOR:
+        if close(got, expected * batch_size, rtol, atol):
+            return (f"your result is N = {batch_size} (the batch size) times the right one; "
+                    "check where the loss averages over the batch")
+        return (f"your result is the right one divided by N = {batch_size} (the batch size); "
+                "check where the loss averages over the batch")
+    if likely == "factor of 2":
+        return "your result is twice the right one" if close(got, 2 * expected, rtol, atol) else \
+            "your result is half the right one"
+    return _RELATION_HINTS.get(likely)
+
+
+def _indices(idx: Sequence[int], what: str, plural: str = "") -> str:
+    """'row 0', 'rows 0, 2 and 3'."""
+    idx = [int(i) for i in idx]
+    if len(idx) == 1:
+        return f"{what} {idx[0]}"
+    return f"{plural or what + 's'} {', '.join(str(i) for i in idx[:-1])} and {idx[-1]}"
+
+
+def pattern(got: np.ndarray, expected: np.ndarray, rtol: float = RTOL, atol: float = ATOL, *,
+            hidden: bool = False) -> str | None:
+    """An observed pattern of the difference, in words, or None: all entries off by one factor or
+    one amount (its value only in a visible check), only some rows wrong, the wrong entries all
+    in some columns, only a few entries wrong. A description of the arrays, never a cause."""
+    with quiet():
+        got, expected = np.asarray(got, dtype=float), np.asarray(expected, dtype=float)
+        if got.shape != expected.shape or got.size < 2 or not np.all(np.isfinite(got)):
+            return None
+        bad = ~np.isclose(got, expected, rtol=rtol, atol=atol)
+        if bad.all() and np.all(expected != 0):
+            ratio = got / expected
+            if np.allclose(ratio, ratio.flat[0], rtol=1e-6, atol=0):
+                return "all entries are off by the same factor" + ("" if hidden else f" {ratio.flat[0]:.3g}")
+        if bad.all():
+            diff = got - expected
+            if np.allclose(diff, diff.flat[0], rtol=1e-6, atol=atol):
+                return "all entries differ by the same amount" + ("" if hidden else f" {diff.flat[0]:.3g}")
+        if bad.all():
+            return None
+        if got.ndim == 2:
+            rows, cols = np.flatnonzero(bad.any(axis=1)), np.flatnonzero(bad.any(axis=0))
+            if len(rows) < got.shape[0] and len(rows) <= 3:
+                verb = "is" if len(rows) == 1 else "are"
+                return f"only {_indices(rows, 'row')} {verb} wrong; the other rows are right"
+            if len(cols) < got.shape[1] and len(cols) <= 3:
+                return f"the wrong entries are all in {_indices(cols, 'column')}"
+        if got.ndim == 1 and bad.sum() <= 3:
+            wrong = np.flatnonzero(bad)
+            return f"only the {_indices(wrong, 'entry', 'entries')} {'is' if len(wrong) == 1 else 'are'} wrong"
+        return None
+
+
+def _shape_difference(got: np.ndarray, expected: np.ndarray) -> str:
+    """How the student's shape differs from the expected one, in words (from the shapes and,
+    where it decides, the values)."""
+    g, e = tuple(got.shape), tuple(expected.shape)
+    if len(g) == len(e) + 1:
+        for k in range(len(g)):
+            if g[:k] + g[k + 1:] == e:
+                text = f"your result has shape {g} where {e} was expected: it has an extra axis {k} of length {g[k]}"
+                with quiet():
+                    if close(got.sum(axis=k), expected):
+                        text += "; summed over that axis it would be right"
+                return text
+    if len(e) == len(g) + 1:
+        for k in range(len(e)):
+            if e[:k] + e[k + 1:] == g:
+                return (f"your result has shape {g} where {e} was expected: the axis {k} of length {e[k]} "
+                        "is missing")
+    if got.size == expected.size:
+        with quiet():
+            same = close(got.reshape(e), expected)
+        if same:
+            return f"your entries are right but arranged in shape {g} instead of {e}"
+        if len(g) == len(e) == 2 and g == e[::-1]:
+            return f"your result has the axes in the reverse order: shape {g} where {e} was expected"
+        return f"your result has the right number of entries, {got.size}, in shape {g} instead of {e}"
+    if len(g) == len(e):
+        axes = [k for k in range(len(e)) if g[k] != e[k]]
+        return "; ".join(f"axis {k} has length {g[k]} where {e[k]} was expected" for k in axes)
+    return f"your result has {len(g)} axes where {len(e)} were expected"
+
+
+def _positions(mask: np.ndarray, inputs: np.ndarray | None, hidden: bool, limit: int = 4) -> str:
+    """Where ``mask`` is true: the indices, and in a visible check the inputs there."""
+    idx = [tuple(int(i) for i in ix) for ix in np.argwhere(mask)]
+    shown = []
+    for ix in idx[:limit]:
+        text = f"index {ix if len(ix) != 1 else ix[0]}" if ix else "the one entry"
+        if inputs is not None and not hidden:
+            text += f" (input {inputs[ix]:.6g})"
+        shown.append(text)
+    more = f" and {len(idx) - limit} more" if len(idx) > limit else ""
+    return ", ".join(shown) + more
+
+
+#: |input| from which an entry counts as a large input (e^{20} ≈ 5e8: formulas that exponentiate
+#: such inputs are the ones that overflow a few steps later)
+LARGE_INPUT = 20.0
+
+
+def _non_finite(fb: Feedback, name: str, got: np.ndarray, expected: np.ndarray, bad: np.ndarray, inputs,
+                rtol: float, atol: float) -> tuple[str, str, str | None, str | None]:
+    """inf/nan where the answer is finite: which entries, and UNSTABLE only on evidence — every such
+    entry is at a large input (element-wise ``inputs``) and every other entry is right."""
+    if inputs is not None:
+        try:
+            inputs = np.broadcast_to(np.asarray(inputs, dtype=float), expected.shape)
+        except ValueError:
+            inputs = None
+    with quiet():
+        rest_ok = bool(np.allclose(got[~bad], expected[~bad], rtol=rtol, atol=atol, equal_nan=True))
+    detail = (f"{name} contains inf or nan in {int(bad.sum())} of {got.size} entries where the right answer is "
+              f"finite, at {_positions(bad, inputs, fb.hidden)}")
+    detail += "; the other entries are right" if rest_ok else "; other entries are wrong too"
+    if inputs is not None and rest_ok and np.all(np.abs(inputs[bad]) >= LARGE_INPUT):
+        return (NON_FINITE, detail, UNSTABLE,
+                f"inf/nan appear only for inputs of magnitude {LARGE_INPUT:g} or more and everything else is "
+                "right: an intermediate value overflows there (e^{x} for large x); rewrite the formula so that "
+                "it never exponentiates a large positive number")
+    return NON_FINITE, detail, None, None
 
 
 def _error_size(got: np.ndarray, expected: np.ndarray, rtol: float = RTOL, atol: float = ATOL, *,
@@ -421,26 +548,30 @@ def as_array(fb: Feedback, name: str, got, *, dtype=None) -> np.ndarray:
 
 def mismatch(fb: Feedback, name: str, got: np.ndarray, expected: np.ndarray, *, rtol: float = RTOL,
              atol: float = ATOL, batch_size: int | None = None, shape_hint: str | None = None,
-             relations: bool = True) -> tuple[str, str, str | None, str | None] | None:
-    """What is wrong with ``got`` against ``expected``: (category, detail, likely bug, hint), or None."""
+             relations: bool = True, inputs=None) -> tuple[str, str, str | None, str | None] | None:
+    """What is wrong with ``got`` against ``expected``: (category, detail, likely bug, hint), or None.
+
+    A likely bug is named only from evidence in the arrays: the result equals the right one
+    transposed, negated or scaled (``relation``), or — with ``inputs``, the element-wise inputs the
+    entries were computed from — it is inf/nan exactly at large inputs and right everywhere else
+    (UNSTABLE). Otherwise the detail says what was observed: which axis is missing or extra, which
+    entries are inf/nan, the pattern of the wrong entries (``pattern``).
+    """
     expected = np.asarray(expected)
     if got.shape != expected.shape:
         detail = f"{name} should have shape {tuple(expected.shape)}, got {tuple(got.shape)}"
         if shape_hint:
             detail += f" ({shape_hint})"
-        likely = hint = None
-        if got.ndim == 2 and got.shape == expected.shape[::-1]:
-            likely, hint = TRANSPOSED, "your result has the transposed shape"
-        elif got.size == expected.size:
-            hint = "the number of entries is right; check how you arrange the axes"
-        elif abs(expected.ndim - got.ndim) == 1:
-            hint = "one axis too few or too many: check the sum over the batch or a missing keepdims"
+        likely = None
+        if got.ndim == 2 and got.shape == expected.shape[::-1] and close(got.T, expected, rtol, atol) \
+                and got.shape[0] != got.shape[1]:
+            likely, hint = TRANSPOSED, "your result is exactly the transpose of the right one"
+        else:
+            hint = _shape_difference(got, expected)
         return WRONG_SHAPE, detail, likely, hint
     bad = ~np.isfinite(got) & np.isfinite(expected)
     if np.any(bad):
-        return (NON_FINITE, f"{name} contains inf or nan in {int(bad.sum())} of {got.size} entries where the "
-                            "right answer is finite", UNSTABLE,
-                "avoid exp() of large positive numbers; use a numerically stable formula")
+        return _non_finite(fb, name, got, expected, bad, inputs, rtol, atol)
     with quiet():
         ok = np.allclose(got, expected, rtol=rtol, atol=atol, equal_nan=True)
     if ok:
@@ -451,7 +582,11 @@ def mismatch(fb: Feedback, name: str, got: np.ndarray, expected: np.ndarray, *, 
     if first:
         detail += f"; {first}"
     likely = relation(got, expected, batch_size=batch_size, rtol=rtol, atol=atol) if relations else None
-    return WRONG_VALUES, detail, likely, _RELATION_HINTS.get(likely)
+    if likely is None:
+        seen = pattern(got, expected, rtol, atol, hidden=fb.hidden)
+        if seen:
+            detail += f"; {seen}"
+    return WRONG_VALUES, detail, likely, _relation_hint(likely, got, expected, batch_size, rtol, atol)
 
 
 def _compared(name: str, category: str, got, expected, rtol: float, atol: float) -> Comparison:
@@ -466,19 +601,21 @@ def _compared(name: str, category: str, got, expected, rtol: float, atol: float)
 
 def check_array(fb: Feedback, name: str, got, expected, *, rtol: float = RTOL, atol: float = ATOL,
                 probes: Sequence[Probe] = (), batch_size: int | None = None, shape_hint: str | None = None,
-                relations: bool = True) -> np.ndarray:
+                relations: bool = True, inputs=None) -> np.ndarray:
     """Compare the student's ``got`` with the reference ``expected``; fail with a diagnosis.
 
     Order of the checks: type, shape (with ``shape_hint`` saying what the axes mean), inf/nan,
     values within ``|got − expected| ≤ atol + rtol·|expected|``. When something is wrong, the
     ``probes`` are tried first (they re-run the student's code on crafted inputs), then the
-    relations between the two arrays (sign flip, transposed, batch-size factor).
+    relations between the two arrays (sign flip, transposed, batch-size factor). ``inputs``: the
+    element-wise inputs of the entries, where there are such (lets inf/nan be called UNSTABLE when
+    they appear only at large inputs, see ``mismatch``).
     Returns ``got`` as an array when it passes.
     """
     __tracebackhide__ = True
     got = as_array(fb, name, got)
     found = mismatch(fb, name, got, expected, rtol=rtol, atol=atol, batch_size=batch_size,
-                     shape_hint=shape_hint, relations=relations)
+                     shape_hint=shape_hint, relations=relations, inputs=inputs)
     if found is not None:
         category, detail, likely, hint = found
         probe = diagnose(probes)
@@ -503,11 +640,18 @@ def check_layers(fb: Feedback, symbol: str, got: Sequence, expected: Sequence, *
     if not isinstance(got, (list, tuple)):
         fb.fail(WRONG_TYPE, f"expected a list of {len(expected)} arrays {span}, got {type(got).__name__}")
     if len(got) != len(expected):
-        fb.fail(WRONG_SHAPE, f"expected {len(expected)} arrays {span} (one per layer), got {len(got)}")
+        probe = diagnose(probes)
+        fb.fail(WRONG_SHAPE, f"expected {len(expected)} arrays {span} (one per layer), got {len(got)}",
+                likely=probe.bug if probe else None, hint=probe.hint if probe else None)
     right_after: int | None = None
     for i in reversed(range(len(expected))):
         layer = first_layer + i
         name = f"{symbol}{sup(layer)}"
+        if got[i] is None:
+            probe = diagnose(probes)
+            fb.fail(WRONG_TYPE, f"{name} is None where an array was expected"
+                    + (f"; {symbol}{sup(right_after)} was right" if right_after is not None else ""),
+                    likely=probe.bug if probe else None, hint=probe.hint if probe else None)
         arr = as_array(fb, name, got[i])
         found = mismatch(fb, name, arr, np.asarray(expected[i]), rtol=rtol, atol=atol, batch_size=batch_size)
         if found is not None:
@@ -660,16 +804,14 @@ def check_uses_generator(fb: Feedback, what: str, run: Callable[[Any], Any], see
         np.random.seed(19700101)
         again = run(seeds[0])
         if not _unchanged(first, again):
-            fb.fail(NOT_REPRODUCIBLE, f"{what} gave different results when run twice with the same seed",
-                    likely="random numbers drawn from numpy's global state (np.random.rand, "
-                           "np.random.permutation …) or from a generator not made from the given seed",
-                    hint="draw every random number from the generator it is given")
+            fb.fail(NOT_REPRODUCIBLE, f"{what} gave different results when run twice with the same seed "
+                                      "(numpy's global random state was not reset between the runs)",
+                    hint="every random number must come from the generator it is given")
         other = run(seeds[1])
         if _unchanged(first, other):
             fb.fail(IGNORES_SEED, f"{what} gave the same results for two different seeds: {differ} should "
                                   "depend on the generator it is given",
-                    likely="a fixed seed or a generator made inside the function",
-                    hint="use the generator (or seed) that is passed in, not one of your own")
+                    hint="use the generator (or seed) that is passed in")
     finally:
         np.random.set_state(saved)
 
@@ -689,8 +831,8 @@ __all__ = [
     "NO_ACCUMULATION", "Probe", "RAISED", "RTOL", "SIGN_FLIP", "TORCH_TOL", "TRANSPOSED", "TRANSPOSED_W",
     "UNSTABLE", "WRONG_SHAPE", "WRONG_TYPE", "WRONG_VALUES", "as_array", "mismatch", "available_devices", "call",
     "check_against_torch", "check_array", "check_layers", "check_uses_generator", "close", "diagnose",
-    "isfinite_all", "numerical_gradient", "quiet", "reference_bindings", "relation", "relative_error", "seeded",
-    "shape_of", "sup", "torch_enabled", "try_call",
+    "isfinite_all", "numerical_gradient", "pattern", "quiet", "reference_bindings", "relation", "relative_error",
+    "seeded", "shape_of", "sup", "torch_enabled", "try_call",
 ]
 
 

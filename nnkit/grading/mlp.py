@@ -30,10 +30,13 @@ from .core import (
     check_uses_generator,
     check_layers,
     close,
+    diagnose,
     numerical_gradient,
+    quiet,
     reference_bindings,
     relative_error,
     seeded,
+    shape_of,
     try_call,
 )
 from .remote import Here
@@ -53,6 +56,21 @@ INPUT_NOT_RESTORED = "input not restored"
 NOT_EVERY_BATCH = "not every minibatch"
 NOT_SHUFFLED = "examples not shuffled"
 SIGMA_FOR_FPRIME = "σ(z) instead of σ′(z)"
+INTEGER_RESULT = "result kept the integer dtype of the input"
+TANH_DERIVATIVE = "1 − σ(z)², the derivative of tanh"
+RETURN_ORDER = "Z1 and A1 returned in the wrong order"
+SUMMED_OVER_BATCH = "gradient reduced over the examples"
+LOSS_FOR_GRADIENT = "returned the loss, not its gradient"
+DB_WRONG_AXIS = "∂ℒ/∂b summed over the wrong axis"
+DB_KEEPDIMS = "∂ℒ/∂b kept the summed axis"
+PARAMETER_SKIPPED = "a parameter left out of the update"
+FPRIME_AT_A = "σ′ evaluated at the activation a instead of z"
+MATMUL_FOR_HADAMARD = "matrix product where the element-wise product belongs"
+LAYER_SKIPPED = "a layer left out of the backward loop"
+WRONG_LAYER_W = "wrong layer's W"
+ROWS_ONLY = "perturbs whole rows, not single entries"
+IGNORES_EPS = "ignores the eps it is given"
+LOSS_PER_BATCH = "a loss per minibatch, not per epoch"
 
 
 # --- references (nnkit) ---------------------------------------------------------------------
@@ -115,6 +133,10 @@ def ref_gradient_step(params, grads, lr):
     return [p.data for p in ps]
 
 
+def _any_close(got, candidates) -> bool:
+    return got is not None and any(close(got, c) for c in candidates)
+
+
 def _item(result, i: int):
     return result[i] if isinstance(result, (tuple, list)) and len(result) > i else None
 
@@ -126,9 +148,44 @@ def _network(rng, n=5, sizes=(3, 4, 2), scale=1.0):
     return X, Ws, bs
 
 
+def _db_probes(db_of: Callable, upstream: Callable, symbol: str) -> list[Probe]:
+    """Probes for the bias gradient, run on a crafted batch of 3 examples and 2 units (where a
+    batch of one cannot tell "not summed" from "kept the summed axis").
+
+    ``db_of(D, A)`` is the student's ∂ℒ/∂b for upstream rows D and inputs A; ``upstream(D)`` the
+    rows whose column sums are the right ∂ℒ/∂b.
+    """
+    D = np.array([[0.5, -1.0], [2.0, 0.25], [-0.75, 1.5]])
+    A = np.array([[0.2, 0.4, 0.1], [0.7, 0.3, 0.9], [0.5, 0.6, 0.8]])
+    rows = upstream(D)
+    return [
+        Probe(DB_NOT_SUMMED, lambda: close(db_of(D, A), rows),
+              f"{symbol} has one entry per unit: sum the rows (the examples)"),
+        Probe(DB_WRONG_AXIS, lambda: close(db_of(D, A), rows.sum(axis=1)),
+              f"your {symbol} is the sum over the units of each example (axis 1); sum over the examples, axis 0"),
+        Probe(DB_KEEPDIMS, lambda: close(db_of(D, A), rows.sum(axis=0, keepdims=True)),
+              f"your {symbol} has shape (1, units): the sum over axis 0 kept that axis (keepdims); "
+              "b has shape (units,)"),
+    ]
+
+
 # =============================================================================================
 # Problem set 1: perceptron and gradient descent
 # =============================================================================================
+def _breaks_only_at_large(fn: Callable, ref: Callable) -> bool:
+    """True when ``fn`` is right on moderate inputs and inf/nan at |z| = 1000 (the evidence of an
+    overflowing formula)."""
+    moderate = np.linspace(-8.0, 8.0, 17)
+    if not close(try_call(fn, moderate), ref(moderate)):
+        return False
+    try:
+        with quiet():
+            extreme = np.asarray(fn(np.array([-1000.0, 1000.0])), dtype=float)
+    except (OverflowError, FloatingPointError):
+        return True  # math.exp(1000) raises where np.exp returns inf
+    return not np.all(np.isfinite(extreme))
+
+
 def check_sigmoid(sigmoid: Callable, *, hidden: bool = False) -> None:
     """σ(z) = 1/(1 + e^{−z}) element-wise; finite and right for |z| up to 1000."""
     fb = Feedback("sigmoid", hidden=hidden)
@@ -136,11 +193,13 @@ def check_sigmoid(sigmoid: Callable, *, hidden: bool = False) -> None:
     probes = [
         Probe(SIGN_FLIP, lambda: close(try_call(sigmoid, z), ref_sigmoid(-z)),
               "your function computes σ(−z) = 1/(1 + e^{z}); the exponent is −z"),
-        Probe(UNSTABLE, lambda: not np.all(np.isfinite(try_call(sigmoid, np.array([-1000.0, 1000.0])))),
-              "e^{z} overflows for large z; use 1/(1 + e^{−z}) for z ≥ 0 and e^{z}/(1 + e^{z}) for z < 0"),
+        Probe(UNSTABLE, lambda: _breaks_only_at_large(sigmoid, ref_sigmoid),
+              "your σ is right for moderate z and breaks (inf, nan or an overflow error) for |z| = 1000: "
+              "e^{z} or e^{−z} overflows there; "
+              "use 1/(1 + e^{−z}) for z ≥ 0 and e^{z}/(1 + e^{z}) for z < 0"),
     ]
     check_array(fb, "sigmoid(z) for z from −1000 to 1000", call(fb, sigmoid, z, name="sigmoid(z)", probes=probes),
-                ref_sigmoid(z), probes=probes, atol=1e-300)
+                ref_sigmoid(z), probes=probes, atol=1e-300, inputs=z)
     if hidden:
         rng = seeded(101)
         for shape in [(7,), (3, 4), (2, 3, 2)]:
@@ -149,7 +208,13 @@ def check_sigmoid(sigmoid: Callable, *, hidden: bool = False) -> None:
                         ref_sigmoid(zz), probes=probes)
         big = np.array([-1000.0, -50.0, -1.0, 0.0, 1.0, 50.0, 1000.0])
         check_array(fb, "sigmoid(z) for |z| up to 1000", call(fb, sigmoid, big, name="sigmoid(z)"),
-                    ref_sigmoid(big), probes=probes, atol=1e-300)
+                    ref_sigmoid(big), probes=probes, atol=1e-300, inputs=big)
+        ints = np.array([-3, -1, 0, 2, 5])  # e.g. sigmoid(np.arange(-3, 6)): integers a caller may pass
+        integer_probe = [Probe(INTEGER_RESULT, lambda: close(try_call(sigmoid, ints), np.trunc(ref_sigmoid(ints))),
+                               "for integer z your result is σ(z) cut to an integer: make the output array "
+                               "float, e.g. z = np.asarray(z, dtype=float) first")]
+        check_array(fb, f"sigmoid(z) for the integer array z = {ints.tolist()}",
+                    call(fb, sigmoid, ints, name="sigmoid(z)"), ref_sigmoid(ints), probes=integer_probe)
         check_against_torch(fb, "sigmoid(z)", sigmoid, lambda t: t.sigmoid(), [rng.normal(scale=3, size=(4, 5))],
                             probes=probes)
     fb.passed("σ(z) matches nnkit on sample inputs")
@@ -168,6 +233,8 @@ def check_sigmoid_prime(sigmoid_prime: Callable, *, hidden: bool = False) -> Non
             Probe(MISSING_ONE_MINUS, lambda: close(run(z), ref_sigmoid(z)),
                   "you returned σ(z) itself; σ′(z) = σ(z)(1 − σ(z))"),
             Probe(SIGN_FLIP, lambda: close(run(z), -ref_sigmoid_prime(z)), "σ′ is positive everywhere"),
+            Probe(TANH_DERIVATIVE, lambda: close(run(z), 1 - ref_sigmoid(z) ** 2),
+                  "1 − σ² would be the derivative of tanh; σ′(z) = σ(z)(1 − σ(z))"),
         ]
         got = call(fb, sigmoid_prime, z, name="sigmoid_prime(z)")
         check_array(fb, "sigmoid_prime(z)", got, ref_sigmoid_prime(z), probes=probes)
@@ -187,7 +254,7 @@ def check_sigmoid_prime(sigmoid_prime: Callable, *, hidden: bool = False) -> Non
                                 requires_grad=True, probes=probes)
             big = np.array([-800.0, -40.0, 40.0, 800.0])
             check_array(fb, "sigmoid_prime(z) for |z| up to 800", call(fb, sigmoid_prime, big, name="sigmoid_prime(z)"),
-                        ref_sigmoid_prime(big), atol=1e-300, probes=probes)
+                        ref_sigmoid_prime(big), atol=1e-12, probes=probes, inputs=big)
     fb.passed("σ′(z) matches nnkit")
 
 
@@ -211,8 +278,11 @@ def check_forward(forward: Callable, *, hidden: bool = False) -> None:
                       "this network's output layer is linear: ŷ = W² a¹ + b², no σ"),
                 Probe(MISSING_HIDDEN_ACTIVATION, lambda: close(out(X, W1, b1, W2, b2), Z1 @ W2.T + b2),
                       "a¹ = σ(z¹) must feed the second layer, not z¹"),
-                Probe(MISSING_BIAS, lambda: close(out(X, W1, 0 * b1, W2, 0 * b2), out(X, W1, b1, W2, b2)),
-                      "each layer adds its bias b"),
+                Probe(MISSING_BIAS, lambda: close(out(X, W1, 0 * b1, W2, b2), out(X, W1, b1, W2, b2))
+                      or close(out(X, W1, b1, W2, 0 * b2), out(X, W1, b1, W2, b2)),
+                      "your output does not change when a bias is set to zero: each layer adds its bias b"),
+                Probe(RETURN_ORDER, lambda: close(out(X, W1, b1, W2, b2, i=0), A1)
+                      and close(out(X, W1, b1, W2, b2, i=1), Z1), "return (Z1, A1, Y_hat) in this order"),
             ]
             result = call(fb, forward, X, W1, b1, W2, b2, name="forward(X, W1, b1, W2, b2)", probes=probes)
             if not isinstance(result, (tuple, list)) or len(result) != 3:
@@ -244,6 +314,13 @@ def check_mse_grad(mse_grad: Callable, *, hidden: bool = False) -> None:
         probes = [
             Probe(MEAN_OVER_OUTPUTS, lambda: d > 1 and close(try_call(mse_grad, Y_hat, Y), ref / d),
                   "this loss sums over the outputs and averages over the N examples only"),
+            Probe(SUMMED_OVER_BATCH, lambda: n > 1 and _any_close(try_call(mse_grad, Y_hat, Y),
+                                                                  [ref.sum(axis=0), ref.mean(axis=0)]),
+                  "your result is the gradient summed or averaged over the examples; ∂ℒ/∂Ŷ has one row per "
+                  "example, the shape of Y_hat"),
+            Probe(LOSS_FOR_GRADIENT, lambda: _any_close(try_call(mse_grad, Y_hat, Y), [
+                (Y_hat - Y) ** 2, (Y_hat - Y) ** 2 / n, mse_loss(Y_hat, Y), np.mean((Y_hat - Y) ** 2)]),
+                  "your result is the loss (or its terms (ŷ − y)²); the gradient is its derivative, (2/N)(Ŷ − Y)"),
         ]
         got = call(fb, mse_grad, Y_hat, Y, name="mse_grad(Y_hat, Y)", probes=probes)
         check_array(fb, f"mse_grad for N={n} examples of {d} outputs", got, ref, probes=probes, batch_size=n)
@@ -275,8 +352,8 @@ def check_output_layer_grads(output_layer_grads: Callable, *, hidden: bool = Fal
             result = call(fb, output_layer_grads, A1, Y_hat, Y, name="output_layer_grads(A1, Y_hat, Y)")
             if not isinstance(result, (tuple, list)) or len(result) != 2:
                 fb.fail("wrong type", "output_layer_grads must return the tuple (dW2, db2)")
-            probes_b = [Probe(DB_NOT_SUMMED, lambda: np.shape(result[1]) == (n, d2),
-                              "∂ℒ/∂b² has one entry per output: sum the rows of ∂ℒ/∂Ŷ")]
+            probes_b = _db_probes(lambda D, A: _item(try_call(output_layer_grads, A, D, 0 * D), 1),
+                                  lambda D: 2 * D / len(D), "∂ℒ/∂b²")
             check_array(fb, f"dW2 (A1 {A1.shape}, Y_hat {Y_hat.shape})", result[0], dW, batch_size=n,
                         shape_hint="dW2 has the shape of W², (outputs, hidden units)")
             check_array(fb, f"db2 (Y_hat {Y_hat.shape})", result[1], db, batch_size=n, probes=probes_b,
@@ -300,6 +377,16 @@ def check_output_layer_grads(output_layer_grads: Callable, *, hidden: bool = Fal
     fb.passed("dW2 and db2 match nnkit's Linear.backward")
 
 
+def _skipped(result, params, ref) -> bool:
+    """True when some parameters came back unchanged (or were left out) and every other one is right."""
+    if not isinstance(result, (list, tuple)) or not result:
+        return False
+    if len(result) < len(params):  # a shorter list: the loop stopped early or started late
+        return any(all(close(g, w) for g, w in zip(result, ref[k:])) for k in (0, len(ref) - len(result)))
+    same = [close(g, p) for g, p in zip(result, params)]
+    return any(same) and all(s or close(g, w) for s, g, w in zip(same, result, ref))
+
+
 def check_gradient_step(gradient_step: Callable, *, hidden: bool = False) -> None:
     """gradient_step(params, grads, lr) → [p − lr·g for each parameter]."""
     fb = Feedback("gradient_step", hidden=hidden)
@@ -320,12 +407,17 @@ def check_gradient_step(gradient_step: Callable, *, hidden: bool = False) -> Non
                   "gradient descent steps against the gradient: p − η ∂ℒ/∂p (you climbed it)"),
             Probe(LR_NOT_APPLIED, lambda: close(first(params, grads, lr), params[0] - grads[0]),
                   "the step is the learning rate times the gradient"),
+            Probe(PARAMETER_SKIPPED, lambda: _skipped(try_call(gradient_step, params, grads, lr), params, ref),
+                  "every parameter gets its step: check the range of your loop over the parameters"),
         ]
         result = call(fb, gradient_step, params, grads, lr, name="gradient_step(params, grads, lr)", probes=probes)
         if result is None:
             fb.fail("wrong type", "gradient_step returned None", hint="return the list of updated parameters")
         if not isinstance(result, (list, tuple)) or len(result) != len(params):
-            fb.fail("wrong type", f"gradient_step must return a list of {len(params)} arrays, one per parameter")
+            probe = diagnose(probes)
+            fb.fail("wrong type", f"gradient_step returned {shape_of(result)} where a list of {len(params)} arrays, "
+                                  "one per parameter, was expected",
+                    likely=probe.bug if probe else None, hint=probe.hint if probe else None)
         for i, (got, want) in enumerate(zip(result, ref)):
             check_array(fb, f"updated parameter {i} (lr={lr})", got, want, probes=probes)
     fb.passed("the update matches nnkit.optim.SGD")
@@ -379,7 +471,7 @@ def check_delta_output(delta_output: Callable, *, hidden: bool = False) -> None:
     """δ^L = ∂ℒ/∂a^L ⊙ σ′(z^L) = (2/N)(a^L − y) ⊙ σ′(z^L)."""
     fb = Feedback("delta_output", hidden=hidden)
     rng = seeded(301)
-    sizes = [(4, 3)] + ([(6, 2), (3, 5)] if hidden else [])
+    sizes = [(4, 3)] + ([(6, 2), (3, 5), (1, 3)] if hidden else [])
     with reference_bindings(delta_output, **_PS3_REFS):
         for n, d in sizes:
             Z = rng.normal(scale=2.0, size=(n, d))
@@ -390,6 +482,14 @@ def check_delta_output(delta_output: Callable, *, hidden: bool = False) -> None:
                       "δ^L = ∂ℒ/∂a^L ⊙ σ′(z^L): multiply by σ′(z^L)"),
                 Probe(MEAN_OVER_OUTPUTS, lambda: close(try_call(delta_output, A, Z, Y), ref / d),
                       "the loss sums over the outputs and averages over the N examples only"),
+                Probe(SIGMA_FOR_FPRIME, lambda: close(try_call(delta_output, A, Z, Y), ref_mse_grad(A, Y) * A),
+                      "the factor is the derivative σ′(z^L) = σ(z^L)(1 − σ(z^L)), not σ(z^L)"),
+                Probe(FPRIME_AT_A, lambda: close(try_call(delta_output, A, Z, Y),
+                                                 ref_mse_grad(A, Y) * ref_sigmoid_prime(A)),
+                      "σ′ takes the pre-activation: σ′(z^L), not σ′(a^L) (a^L = σ(z^L) is already applied)"),
+                Probe(MATMUL_FOR_HADAMARD, lambda: _any_close(try_call(delta_output, A, Z, Y), [
+                    ref_mse_grad(A, Y) @ ref_sigmoid_prime(Z).T, ref_mse_grad(A, Y).T @ ref_sigmoid_prime(Z)]),
+                      "∂ℒ/∂a^L and σ′(z^L) are multiplied entry by entry (*), not as matrices (@)"),
             ]
             got = call(fb, delta_output, A, Z, Y, name="delta_output(A_L, Z_L, Y)", probes=probes)
             check_array(fb, f"δ^L for N={n}, {d} outputs", got, ref, probes=probes, batch_size=n,
@@ -411,7 +511,7 @@ def check_delta_hidden(delta_hidden: Callable, *, hidden: bool = False) -> None:
     """δ^ℓ = (δ^{ℓ+1} W^{ℓ+1}) ⊙ σ′(z^ℓ) for a batch of rows."""
     fb = Feedback("delta_hidden", hidden=hidden)
     rng = seeded(302)
-    sizes = [(4, 3, 2)] + ([(5, 4, 3), (2, 6, 6)] if hidden else [])  # N, d_ℓ, d_{ℓ+1}
+    sizes = [(4, 3, 2)] + ([(5, 4, 3), (2, 6, 6), (1, 3, 4)] if hidden else [])  # N, d_ℓ, d_{ℓ+1}
     with reference_bindings(delta_hidden, **_PS3_REFS):
         for n, d, d_next in sizes:
             delta_next = rng.normal(size=(n, d_next))
@@ -427,11 +527,14 @@ def check_delta_hidden(delta_hidden: Callable, *, hidden: bool = False) -> None:
                       "multiply by σ′(z^ℓ) after carrying δ^{ℓ+1} back through W^{ℓ+1}"),
                 Probe(SIGMA_FOR_FPRIME, lambda: close(run(), (delta_next @ W_next) * ref_sigmoid(Z)),
                       "the factor is the derivative σ′(z^ℓ) = σ(z^ℓ)(1 − σ(z^ℓ))"),
+                Probe(MATMUL_FOR_HADAMARD, lambda: _any_close(run(), [(delta_next @ W_next) @ ref_sigmoid_prime(Z).T,
+                                                                      (delta_next @ W_next).T @ ref_sigmoid_prime(Z)]),
+                      "δ^{ℓ+1} W^{ℓ+1} and σ′(z^ℓ) are multiplied entry by entry (*), not as matrices (@)"),
             ]
             got = call(fb, delta_hidden, delta_next, W_next, Z, name="delta_hidden(delta_next, W_next, Z)",
                        probes=probes)
             check_array(fb, f"δ^ℓ (δ^ℓ⁺¹ {delta_next.shape}, W^ℓ⁺¹ {W_next.shape}, z^ℓ {Z.shape})", got, ref,
-                        probes=probes, shape_hint="δ^ℓ has the shape of z^ℓ")
+                        probes=probes, shape_hint="δ^ℓ has the shape of z^ℓ", batch_size=n)
     fb.passed("δ^ℓ matches nnkit")
 
 
@@ -439,7 +542,7 @@ def check_param_grads(param_grads: Callable, *, hidden: bool = False) -> None:
     """∂ℒ/∂W^ℓ = (δ^ℓ)ᵀ A^{ℓ−1} and ∂ℒ/∂b^ℓ = Σ_rows δ^ℓ for a batch (δ already carries the 1/N)."""
     fb = Feedback("param_grads", hidden=hidden)
     rng = seeded(303)
-    sizes = [(4, 3, 2)] + ([(6, 5, 3), (3, 2, 4)] if hidden else [])  # N, d_{ℓ−1}, d_ℓ
+    sizes = [(4, 3, 2)] + ([(6, 5, 3), (3, 2, 4), (1, 4, 3)] if hidden else [])  # N, d_{ℓ−1}, d_ℓ
     with reference_bindings(param_grads, **_PS3_REFS):
         for n, d_prev, d in sizes:
             delta, A_prev = rng.normal(size=(n, d)), rng.uniform(size=(n, d_prev))
@@ -447,8 +550,7 @@ def check_param_grads(param_grads: Callable, *, hidden: bool = False) -> None:
             result = call(fb, param_grads, delta, A_prev, name="param_grads(delta, A_prev)")
             if not isinstance(result, (tuple, list)) or len(result) != 2:
                 fb.fail("wrong type", "param_grads must return the tuple (dW, db)")
-            probes_b = [Probe(DB_NOT_SUMMED, lambda: np.shape(result[1]) == (n, d),
-                              "∂ℒ/∂b^ℓ has one entry per unit: sum δ^ℓ over the rows (the examples)")]
+            probes_b = _db_probes(lambda D, A: _item(try_call(param_grads, D, A), 1), lambda D: D, "∂ℒ/∂b^ℓ")
             check_array(fb, f"dW (δ {delta.shape}, A_prev {A_prev.shape})", result[0], dW, batch_size=n,
                         shape_hint="dW has the shape of W, (d_ℓ, d_ℓ₋₁)")
             check_array(fb, f"db (δ {delta.shape})", result[1], db, batch_size=n, probes=probes_b,
@@ -474,6 +576,10 @@ def _buggy_backward(X, Y, Ws, bs, bug: str):
             deltas[ell] = (deltas[ell + 1] @ Ws[ell + 1].T) * ref_sigmoid_prime(Zs[ell])
         elif bug == MISSING_FPRIME:
             deltas[ell] = deltas[ell + 1] @ Ws[ell + 1]
+        elif bug == FPRIME_AT_A:
+            deltas[ell] = (deltas[ell + 1] @ Ws[ell + 1]) * ref_sigmoid_prime(As[ell + 1])
+        elif bug == WRONG_LAYER_W:
+            deltas[ell] = (deltas[ell + 1] @ Ws[ell]) * ref_sigmoid_prime(Zs[ell])
         else:
             deltas[ell] = ref_delta_hidden(deltas[ell + 1], Ws[ell + 1], Zs[ell])
     acts = As[1:] if bug == WRONG_ACTIVATIONS else As[:-1]
@@ -496,7 +602,26 @@ def _backward_probes(backward: Callable, seed: int) -> list[Probe]:
               "each hidden δ^ℓ needs the factor σ′(z^ℓ) after the product with W^{ℓ+1}"),
         Probe(WRONG_ACTIVATIONS, lambda: same(WRONG_ACTIVATIONS, 1),
               "∂ℒ/∂W^ℓ = (δ^ℓ)ᵀ a^{ℓ−1}: use the activations of the layer below, As[ℓ−1]"),
+        Probe(FPRIME_AT_A, lambda: same(FPRIME_AT_A, 0),
+              "σ′ takes the pre-activation of the layer: σ′(z^ℓ) = σ′(Zs[ℓ−1]), not σ′ of its activation"),
+        Probe(WRONG_LAYER_W, lambda: same(WRONG_LAYER_W, 0),
+              "δ^ℓ is carried back through the weights of the layer above: W^{ℓ+1} = Ws[ℓ] in Python's 0-based list"),
+        Probe(LAYER_SKIPPED, lambda: _first_layer_skipped(_item(try_call(backward, X, Y, Ws, bs), 0),
+                                                          ref_mlp_backward(X, Y, Ws, bs)[0]),
+              "δ¹ was never computed while the layers above are right: the loop over the layers must run "
+              "down to the first layer (range(L − 2, −1, −1) for 0-based lists)"),
     ]
+
+
+def _first_layer_skipped(got, want) -> bool:
+    """The first layer's δ missing (None or zeros) and every layer above it right."""
+    if isinstance(got, (list, tuple)) and len(got) == len(want) - 1 >= 1:  # the list starts at δ²
+        return all(close(g, w) for g, w in zip(got, want[1:]))
+    if not isinstance(got, (list, tuple)) or len(got) != len(want) or len(want) < 2:
+        return False
+    first = got[0]
+    return (first is None or (np.shape(first) == np.shape(want[0]) and not np.any(first))) and \
+        all(close(g, w) for g, w in zip(got[1:], want[1:]))
 
 
 def check_backward(backward: Callable, *, hidden: bool = False) -> None:
@@ -578,7 +703,10 @@ def check_numerical_gradient(numerical_gradient_fn: Callable, *, hidden: bool = 
 
         probes = [Probe(ONE_SIDED, lambda: close(try_call(numerical_gradient_fn, f, x.copy(), eps),
                                                  forward_difference(), rtol=1e-9, atol=1e-12),
-                        "(f(x + ε) − f(x − ε)) / 2ε is accurate to O(ε²); (f(x + ε) − f(x)) / ε only to O(ε)")]
+                        "(f(x + ε) − f(x − ε)) / 2ε is accurate to O(ε²); (f(x + ε) − f(x)) / ε only to O(ε)"),
+                  Probe(ROWS_ONLY, lambda: x.ndim > 1 and close(try_call(numerical_gradient_fn, f, x.copy(), eps),
+                                                                _rows_perturbed(f, x.copy(), eps)),
+                        "x[i] of a 2-D x is a whole row: loop over every entry, e.g. for i in np.ndindex(x.shape)")]
         # the question changes x in place and must put it back: checked below, with its own message
         got = call(fb, numerical_gradient_fn, f, x, eps, name="numerical_gradient(f, x, eps)", copy_inputs=False,
                    may_modify=["x"])
@@ -587,7 +715,31 @@ def check_numerical_gradient(numerical_gradient_fn: Callable, *, hidden: bool = 
                     hint="put each x[i] back after evaluating f(x + ε e_i) and f(x − ε e_i)")
         check_array(fb, f"numerical_gradient for x of shape {shape}", got, ref, rtol=1e-6, atol=1e-9,
                     probes=probes, shape_hint="the gradient has the shape of x")
+    if hidden:  # a large step, where the O(ε²) error of central differences shows: the answer must use eps
+        x, big = rng.normal(size=(6,)), 0.1
+        probes = [Probe(IGNORES_EPS, lambda: close(try_call(numerical_gradient_fn, f, x.copy(), big),
+                                                   try_call(numerical_gradient_fn, f, x.copy(), 1e-5),
+                                                   rtol=1e-12, atol=1e-14),
+                        "your result is the same for eps = 0.1 and eps = 1e-5: use the eps argument as the step")]
+        got = call(fb, numerical_gradient_fn, f, x.copy(), big, name="numerical_gradient(f, x, eps)",
+                   may_modify=["x"])
+        check_array(fb, "numerical_gradient with eps = 0.1 (central differences with that step)", got,
+                    numerical_gradient(f, x.copy(), big), rtol=1e-6, atol=1e-9, probes=probes)
     fb.passed("central differences match nnkit's")
+
+
+def _rows_perturbed(f: Callable, x: np.ndarray, eps: float) -> np.ndarray:
+    """What a loop over ``range(len(x))`` computes for a 2-D x: each row moved as a whole."""
+    grad = np.zeros_like(x)
+    for i in range(len(x)):
+        old = x[i].copy()
+        x[i] = old + eps
+        plus = f(x)
+        x[i] = old - eps
+        minus = f(x)
+        x[i] = old
+        grad[i] = (plus - minus) / (2 * eps)
+    return grad
 
 
 TRAIN_SETTINGS = dict(hidden_units=32, lr=2.0, batch_size=20, seed=330)
@@ -641,8 +793,12 @@ def check_train(train: Callable, *, hidden: bool = False) -> None:
                 hint="draw a new order with rng.permutation(N) at the start of each epoch")
     losses = as_array(fb, "losses", losses)
     if losses.shape != (epochs,):
+        per_batch = losses.shape == (epochs * per_epoch,)
         fb.fail("wrong shape", f"losses should hold one training loss per epoch, shape ({epochs},), "
-                               f"got {tuple(losses.shape)}")
+                               f"got {tuple(losses.shape)}" + (f": {per_epoch} per epoch, one per minibatch"
+                                                                if per_batch else ""),
+                likely=LOSS_PER_BATCH if per_batch else None,
+                hint="append the loss of the whole training set once, after each epoch's minibatches")
     if all(np.array_equal(np.asarray(a), b) for a, b in zip(Ws_t, Ws0)):
         fb.fail("parameters unchanged", "train returned the initial weights",
                 hint="update every W and b after each minibatch and return them")

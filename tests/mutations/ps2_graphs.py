@@ -25,6 +25,19 @@ def add_backward(a, b, out):
     a.grad += b.data * out.grad
     b.grad += a.data * out.grad
 ''', "wrong rule"),
+        ("returns the gradients", '''
+def add_backward(a, b, out):
+    return out.grad, out.grad
+''', "gradients not written into .grad"),
+        ("local derivative only", '''
+def add_backward(a, b, out):
+    a.grad += 1.0
+    b.grad += 1.0
+''', "missing upstream gradient out.grad"),
+        ("b forgotten", '''
+def add_backward(a, b, out):
+    a.grad += out.grad
+''', "gradient for only one input"),
     ],
     "mul_backward": [
         ("wrong rule", '''
@@ -47,7 +60,25 @@ def mul_backward(a, b, out):
 def mul_backward(a, b, out):
     a.grad += b.data
     b.grad += a.data
-''', "missing upstream gradient"),
+''', "missing upstream gradient out.grad"),
+        ("returns the gradients", '''
+def mul_backward(a, b, out):
+    return b.data * out.grad, a.data * out.grad
+''', "gradients not written into .grad"),
+        ("b forgotten", '''
+def mul_backward(a, b, out):
+    a.grad += b.data * out.grad
+''', "gradient for only one input"),
+        ("out.grad left out of one term", '''
+def mul_backward(a, b, out):
+    a.grad += b.data * out.grad
+    b.grad += a.data
+''', "missing upstream gradient out.grad"),
+        ("copy-paste: b's own value", '''
+def mul_backward(a, b, out):
+    a.grad += b.data * out.grad
+    b.grad += b.data * out.grad
+''', "wrong rule"),
     ],
     "function_rules": [
         ("wrong rule", '''
@@ -75,6 +106,38 @@ def sigmoid_backward(a, out):
 def log_backward(a, out):
     a.grad = out.grad / a.data
 ''', "no accumulation under fan-out"),
+        ("log divides by its output", '''
+def sigmoid_backward(a, out):
+    a.grad += out.data * (1.0 - out.data) * out.grad
+
+
+def log_backward(a, out):
+    a.grad += out.grad / out.data
+''', "wrong rule"),
+        ("sigmoid without out.grad", '''
+def sigmoid_backward(a, out):
+    a.grad += out.data * (1.0 - out.data)
+
+
+def log_backward(a, out):
+    a.grad += out.grad / a.data
+''', "missing upstream gradient out.grad"),
+        ("σ where σ′ belongs", '''
+def sigmoid_backward(a, out):
+    a.grad += out.data * out.grad
+
+
+def log_backward(a, out):
+    a.grad += out.grad / a.data
+''', "wrong rule"),
+        ("log returns its gradient", '''
+def sigmoid_backward(a, out):
+    a.grad += out.data * (1.0 - out.data) * out.grad
+
+
+def log_backward(a, out):
+    return out.grad / a.data
+''', "gradients not written into .grad"),
     ],
     "backprop": [
         ("no accumulation under fan-out", '''
@@ -120,6 +183,48 @@ def backprop(root):
     for node in reversed(order):
         node._backward()
 ''', "root gradient not seeded"),
+        ("no visited set", '''
+def backprop(root):
+    order = []
+
+    def visit(node):
+        for child in node._prev:
+            visit(child)
+        order.append(node)
+
+    visit(root)
+    root.grad = 1.0
+    for node in reversed(order):
+        node._backward()
+''', "no accumulation under fan-out"),
+        ("breadth-first", '''
+def backprop(root):
+    root.grad = 1.0
+    queue, seen = [root], {root}
+    while queue:
+        node = queue.pop(0)
+        node._backward()
+        for child in node._prev:
+            if child not in seen:
+                seen.add(child)
+                queue.append(child)
+''', "wrong order"),
+        ("root's rule skipped", '''
+def backprop(root):
+    order, visited = [], set()
+
+    def visit(node):
+        if node not in visited:
+            visited.add(node)
+            for child in node._prev:
+                visit(child)
+            order.append(node)
+
+    visit(root)
+    root.grad = 1.0
+    for node in reversed(order[:-1]):
+        node._backward()
+''', "a node's _backward never called"),
     ],
     "l_x": [
         ("sign flip", '''
@@ -145,6 +250,20 @@ def l_x(w, x):
         s = s + wi * xi
     return -((-s).sigmoid().log())
 ''', "wrong rule"),
+        ("loop index off by one", '''
+def l_x(w, x):
+    s = w[0] * x[0]
+    for i in range(len(w) - 1):
+        s = s + w[i] * x[i]
+    return -(s.sigmoid().log())
+''', "w·x with a term missing or repeated"),
+        ("first term left out", '''
+def l_x(w, x):
+    s = w[1] * x[1]
+    for i in range(2, len(w) - 1):
+        s = s + w[i] * x[i]
+    return -(s.sigmoid().log())
+''', "w·x with a term missing or repeated"),
     ],
 }
 

@@ -41,12 +41,33 @@ def _train(order="rng.permutation(N)", stop="N", op="-"):
     return _fn("train(X, Y, Ws, bs, lr, epochs, batch_size, rng)", _TRAIN.format(order=order, stop=stop, op=op))
 
 
+def _numgrad(loop: str = "np.ndindex(x.shape)", old: str = "x[i]", h: str = "eps") -> str:
+    return _fn("numerical_gradient(f, x, eps=1e-6)", f"""
+        grad = np.zeros_like(x, dtype=float)
+        for i in {loop}:
+            old = {old}
+            x[i] = old + {h}
+            f_plus = f(x)
+            x[i] = old - {h}
+            f_minus = f(x)
+            x[i] = old
+            grad[i] = (f_plus - f_minus) / (2 * {h})
+        return grad""")
+
+
 MUTATIONS = {
     "delta_output": [
         ("missing f'(z)", _fn("delta_output(A_L, Z_L, Y)", "return mse_grad(A_L, Y)"), "missing f′(z) factor"),
         ("batch-size factor", _fn("delta_output(A_L, Z_L, Y)", "return 2.0 * (A_L - Y) * sigmoid_prime(Z_L)"),
          "factor of the batch size"),
         ("sign flip", _fn("delta_output(A_L, Z_L, Y)", "return mse_grad(Y, A_L) * sigmoid_prime(Z_L)"), "sign flip"),
+        ("σ for σ′", _fn("delta_output(A_L, Z_L, Y)", "return mse_grad(A_L, Y) * sigmoid(Z_L)"),
+         "σ(z) instead of σ′(z)"),
+        ("σ′ of the activation", _fn("delta_output(A_L, Z_L, Y)", "return mse_grad(A_L, Y) * sigmoid_prime(A_L)"),
+         "σ′ evaluated at the activation a instead of z"),
+        ("matrix product for ⊙", _fn("delta_output(A_L, Z_L, Y)", """
+            dA = mse_grad(A_L, Y)
+            return dA @ sigmoid_prime(Z_L).T"""), "matrix product where the element-wise product belongs"),
     ],
     "delta_hidden": [
         ("transposed W", _fn("delta_hidden(delta_next, W_next, Z)",
@@ -60,7 +81,13 @@ MUTATIONS = {
         ("changes Z in place", _fn("delta_hidden(delta_next, W_next, Z)", """
             Z *= 1.0                   # work in Z's memory ...
             Z[:] = sigmoid_prime(Z)    # ... and overwrite the caller's pre-activations
-            return (delta_next @ W_next) * Z"""), "changed its argument 3 `Z` in place"),
+            return (delta_next @ W_next) * Z"""), "modifies its input", "changed its argument 3 `Z` in place"),
+        ("matrix product for ⊙", _fn("delta_hidden(delta_next, W_next, Z)",
+                                     "return np.dot(np.dot(delta_next, W_next), sigmoid_prime(Z).T)"),
+         "matrix product where the element-wise product belongs"),
+        ("divides by N again", _fn("delta_hidden(delta_next, W_next, Z)", """
+            N = Z.shape[0]
+            return (delta_next @ W_next) * sigmoid_prime(Z) / N"""), "factor of the batch size"),
     ],
     "param_grads": [
         ("transposed", _fn("param_grads(delta, A_prev)", "return A_prev.T @ delta, delta.sum(axis=0)"), "transposed"),
@@ -68,21 +95,60 @@ MUTATIONS = {
                                   "return delta.T @ A_prev / len(delta), delta.mean(axis=0)"),
          "factor of the batch size"),
         ("db not summed", _fn("param_grads(delta, A_prev)", "return delta.T @ A_prev, delta"),
-         "not summed over the batch"),
+         "∂ℒ/∂b not summed over the batch"),
+        ("db summed over the units", _fn("param_grads(delta, A_prev)", "return delta.T @ A_prev, delta.sum(axis=1)"),
+         "∂ℒ/∂b summed over the wrong axis"),
+        ("db keeps the batch axis", _fn("param_grads(delta, A_prev)", """
+            dW = delta.T @ A_prev
+            db = np.sum(delta, axis=0, keepdims=True)
+            return dW, db"""), "∂ℒ/∂b kept the summed axis"),
         ("sign flip", _fn("param_grads(delta, A_prev)", "return -(delta.T @ A_prev), -delta.sum(axis=0)"),
          "sign flip"),
     ],
     "backward": [
         # the message also names the bug ("missing f′(z) factor"; tests/test_grading.py checks that)
         ("missing f'(z) in hidden layers", _backward(delta_hidden="deltas[l + 1] @ Ws[l + 1]"),
-         "δ² is wrong; δ³ was right"),
+         "missing f′(z) factor", "δ² is wrong; δ³ was right"),
         ("transposed W", _backward(delta_hidden="(deltas[l + 1] @ Ws[l + 1].T) * sigmoid_prime(Zs[l])"),
          "transposed W"),
         ("wrong layer's activations", _backward(dW="deltas[l].T @ As[l + 1]"), "wrong layer's activations"),
         ("batch-size factor", _backward(delta_out="2.0 * (As[L] - Y) * sigmoid_prime(Zs[L - 1])"),
          "factor of the batch size"),
         ("sign flip at the output", _backward(delta_out="2.0 * (Y - As[L]) / X.shape[0] * sigmoid_prime(Zs[L - 1])"),
-         "δ³ is wrong"),
+         "sign flip", "δ³ is wrong"),
+        ("σ′ of the activations", _backward(delta_hidden="(deltas[l + 1] @ Ws[l + 1]) * sigmoid_prime(As[l + 1])"),
+         "σ′ evaluated at the activation a instead of z"),
+        ("weights of the same layer", _backward(delta_hidden="(deltas[l + 1] @ Ws[l]) * sigmoid_prime(Zs[l])"),
+         "wrong layer's W"),
+        ("layer loop stops before the first layer", _fn("backward(X, Y, Ws, bs)", """
+            Zs, As = forward_mlp(X, Ws, bs)
+            L = len(Ws)
+            deltas = [np.zeros_like(Z) for Z in Zs]
+            deltas[L - 1] = 2.0 * (As[L] - Y) / X.shape[0] * sigmoid_prime(Zs[L - 1])
+            for l in range(L - 2, 0, -1):
+                deltas[l] = (deltas[l + 1] @ Ws[l + 1]) * sigmoid_prime(Zs[l])
+            dWs = [deltas[l].T @ As[l] for l in range(L)]
+            dbs = [deltas[l].sum(axis=0) for l in range(L)]
+            return deltas, dWs, dbs"""), "a layer left out of the backward loop"),
+        ("list built without the first layer", _fn("backward(X, Y, Ws, bs)", """
+            Zs, As = forward_mlp(X, Ws, bs)
+            L = len(Ws)
+            deltas = [2.0 * (As[L] - Y) / X.shape[0] * sigmoid_prime(Zs[L - 1])]
+            for l in range(L - 2, 0, -1):
+                deltas.insert(0, (deltas[0] @ Ws[l + 1]) * sigmoid_prime(Zs[l]))
+            dWs = [d.T @ a for d, a in zip(deltas, As[1:])]
+            dbs = [d.sum(axis=0) for d in deltas]
+            return deltas, dWs, dbs"""), "a layer left out of the backward loop"),
+        ("db averaged", _fn("backward(X, Y, Ws, bs)", """
+            Zs, As = forward_mlp(X, Ws, bs)
+            L = len(Ws)
+            deltas = [None] * L
+            deltas[L - 1] = 2.0 * (As[L] - Y) / X.shape[0] * sigmoid_prime(Zs[L - 1])
+            for l in range(L - 2, -1, -1):
+                deltas[l] = (deltas[l + 1] @ Ws[l + 1]) * sigmoid_prime(Zs[l])
+            dWs = [deltas[l].T @ As[l] for l in range(L)]
+            dbs = [deltas[l].mean(axis=0) for l in range(L)]
+            return deltas, dWs, dbs"""), "factor of the batch size", "∂ℒ/∂b"),
     ],
     "numerical_gradient": [
         ("one-sided difference", _fn("numerical_gradient(f, x, eps=1e-6)", """
@@ -114,12 +180,45 @@ MUTATIONS = {
                 x[i] = old
                 grad[i] = (f_plus - f_minus) / eps
             return grad"""), "factor of 2"),
+        ("loops over rows only", _numgrad(loop="range(len(x))", old="x[i].copy()"),
+         "perturbs whole rows, not single entries"),
+        ("a fixed step", _numgrad(h="1e-4"), "ignores the eps it is given"),
     ],
     "train": [
         ("sign flip", _train(op="+"), "sign flip"),
         ("one minibatch per epoch", _train(stop="batch_size"), "not every minibatch"),
         ("no shuffling", _train(order="np.arange(N)"), "examples not shuffled"),
-        ("ignores rng", _train(order="np.random.permutation(N)"), "numpy's global"),
+        ("ignores rng", _train(order="np.random.permutation(N)"), "not reproducible with the same seed"),
+        ("last minibatch dropped", _train(stop="N - batch_size"), "not every minibatch"),
+        ("a generator of its own per epoch", _train(order="np.random.default_rng(epoch).permutation(N)"),
+         "ignores the generator it is given"),
+        ("updates the caller's weights", _fn("train(X, Y, Ws, bs, lr, epochs, batch_size, rng)", """
+            losses = []
+            N = X.shape[0]
+            for epoch in range(epochs):
+                order = rng.permutation(N)
+                for start in range(0, N, batch_size):
+                    idx = order[start:start + batch_size]
+                    _, dWs, dbs = backward(X[idx], Y[idx], Ws, bs)
+                    for W, dW in zip(Ws, dWs):
+                        W -= lr * dW
+                    for b, db in zip(bs, dbs):
+                        b -= lr * db
+                losses.append(mse_loss(forward_mlp(X, Ws, bs)[1][-1], Y))
+            return Ws, bs, losses"""), "modifies its input", "changed its argument 3 `Ws`"),
+        ("a loss per minibatch", _fn("train(X, Y, Ws, bs, lr, epochs, batch_size, rng)", """
+            Ws, bs = [W.copy() for W in Ws], [b.copy() for b in bs]
+            losses = []
+            N = X.shape[0]
+            for epoch in range(epochs):
+                order = rng.permutation(N)
+                for start in range(0, N, batch_size):
+                    idx = order[start:start + batch_size]
+                    _, dWs, dbs = backward(X[idx], Y[idx], Ws, bs)
+                    Ws = [W - lr * dW for W, dW in zip(Ws, dWs)]
+                    bs = [b - lr * db for b, db in zip(bs, dbs)]
+                    losses.append(mse_loss(forward_mlp(X, Ws, bs)[1][-1], Y))
+            return Ws, bs, losses"""), "a loss per minibatch, not per epoch"),
     ],
 }
 
