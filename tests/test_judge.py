@@ -17,7 +17,7 @@ import pytest
 
 import nnkit as nk
 from nnkit.course import delegation
-from nnkit.grading import kernel_side, remote, wire
+from nnkit.grading import core, kernel_side, remote, wire
 
 
 # --- the wire format ------------------------------------------------------------------------------
@@ -125,6 +125,16 @@ def sigmoid_hidden(z):
 
 def runs_model(model, x):
     return model.forward(x)
+
+def shuffle_global(rng, n):
+    return np.random.permutation(n)
+
+def shuffle_reseeded(rng, n):
+    np.random.seed(int(rng.integers(2**31)))
+    return np.random.permutation(n)
+
+def shuffle_own(rng, n):
+    return rng.permutation(n)
 '''
 
 
@@ -194,6 +204,22 @@ def test_errors_keep_their_kind_but_never_look_like_a_check():
         with pytest.raises(remote.RemoteError) as err:
             asserts(1)
         assert not isinstance(err.value, AssertionError) and type(err.value).__name__ == "AssertionError"
+
+
+@pytest.mark.parametrize("name, moves", [("shuffle_global", True), ("shuffle_reseeded", True),
+                                         ("shuffle_own", False)])
+def test_the_kernel_says_when_numpys_global_generator_moved(name, moves):
+    """Draws from or reseeds of numpy's global generator in the kernel are named by the check, even
+    when the answer is reproducible and depends on its seed (reseeding from the given generator)."""
+    with kernel() as conv:
+        [shuffle] = names(conv, name)
+        fb = core.Feedback("shuffle")
+        run = lambda seed: shuffle(np.random.default_rng(seed), 50)  # noqa: E731
+        if moves:
+            with pytest.raises(AssertionError, match=core.GLOBAL_RNG):
+                core.check_uses_generator(fb, "shuffle(rng, n)", run)
+        else:
+            core.check_uses_generator(fb, "shuffle(rng, n)", run)
 
 
 def test_a_model_of_nnkit_layers_comes_back_as_one():

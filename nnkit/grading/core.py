@@ -786,17 +786,22 @@ def check_uses_generator(fb: Feedback, what: str, run: Callable[[Any], Any], see
     Three runs: ``seeds[0]`` twice, with numpy's global state set to different values before
     each (and, in a graded run, already moved on by the first run in the student's kernel), and
     ``seeds[1]`` once. The same seed must give the same result, the other seed a different one
-    (``differ`` says what should differ), and numpy's global state must be left alone (this last
-    part is seen where the code runs in this process).
+    (``differ`` says what should differ), and numpy's global state must be left alone: in this
+    process, or, in a graded run, in the student's kernel, which reports each call during which
+    numpy's global generator moved.
     """
     __tracebackhide__ = True
     saved = np.random.get_state()
     try:
+        from .remote import watching_global_rng  # noqa: PLC0415
+
         np.random.seed(20240101)
         before = np.random.get_state()
-        first = run(seeds[0])
+        with watching_global_rng() as moved_in_kernel:  # a graded run: the kernel says so
+            first = run(seeds[0])
         after = np.random.get_state()
-        if not (before[0] == after[0] and np.array_equal(before[1], after[1]) and before[2:] == after[2:]):
+        if moved_in_kernel or not (before[0] == after[0] and np.array_equal(before[1], after[1])
+                                   and before[2:] == after[2:]):
             fb.fail(GLOBAL_RNG, f"{what} draws from or reseeds numpy's global generator (np.random.seed, "
                                 "np.random.rand, np.random.permutation …)",
                     hint="draw every random number from the generator it is given, e.g. rng.random(shape), "

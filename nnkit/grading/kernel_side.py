@@ -94,6 +94,13 @@ class _Unpickler(pickle.Unpickler):
         return table[number]
 
 
+def _global_rng_state() -> tuple:
+    """numpy's global generator's state, comparable with ``==``."""
+    state = np.random.get_state(legacy=False)
+    inner = state["state"]
+    return inner["key"].tobytes(), inner["pos"], state["has_gauss"], state["gauss"]
+
+
 class _Server:
     def __init__(self, sock: socket.socket, session: int, namespace: dict):
         self.sock, self.session, self.ns = sock, session, namespace
@@ -104,6 +111,7 @@ class _Server:
         self.snapshots: dict[int, object] = {}   # their state after the last request
         self.mirror_ids: dict[int, int] = {}
         self.in_child = False
+        self.rng_moved = False
         self.fork_tag = None                     # in a throw-away child: the number of its fork request
 
     # -- handles ----------------------------------------------------------------------------------
@@ -153,6 +161,8 @@ class _Server:
             body["value"] = value
         if changes:
             body["changes"] = list(changes)
+        if self.rng_moved:
+            body["global_rng"] = True
         if self.in_child:
             from . import blocking
 
@@ -168,6 +178,7 @@ class _Server:
         except Exception as e:  # noqa: BLE001
             self.reply(request, error=e)
             return
+        rng_before, value, error = _global_rng_state(), None, None
         try:
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore")
@@ -175,9 +186,13 @@ class _Server:
         except KeyboardInterrupt:
             raise
         except BaseException as e:  # noqa: BLE001 - SystemExit too: student code's failure is an answer
-            self.reply(request, error=e, changes=self.changes())
-            return
-        self.reply(request, value, changes=self.changes())
+            error = e
+        # the checks ask whether an answer drew from or reseeded numpy's global generator
+        self.rng_moved = _global_rng_state() != rng_before
+        try:
+            self.reply(request, value, error=error, changes=self.changes())
+        finally:
+            self.rng_moved = False
 
     def mirror_number(self, obj) -> int | None:
         return self.mirror_ids.get(id(obj))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import contextvars
 import importlib
 import io
 import itertools
@@ -55,6 +56,24 @@ def _exception(kind: str, message: str, not_implemented: bool) -> Exception:
     if name in _MIRRORED:
         bases += (getattr(builtins, name),)
     return type(name, bases, {"__module__": "builtins"})(message)
+
+
+#: while set (``watching_global_rng``): a list that gets one entry per answer during which the
+#: student's kernel saw numpy's global generator move (drawn from or reseeded)
+_GLOBAL_RNG_MOVES: contextvars.ContextVar[list | None] = contextvars.ContextVar("nnkit_global_rng_moves",
+                                                                               default=None)
+
+
+@contextlib.contextmanager
+def watching_global_rng():
+    """``with watching_global_rng() as moves:`` — ``moves`` is non-empty afterwards when student code
+    run in the kernel meanwhile drew from or reseeded numpy's global generator."""
+    moves: list = []
+    token = _GLOBAL_RNG_MOVES.set(moves)
+    try:
+        yield moves
+    finally:
+        _GLOBAL_RNG_MOVES.reset(token)
 
 
 class ForkEnded(wire.ChannelProblem):
@@ -126,6 +145,9 @@ class Conversation:
         if "blocked" in answer and isinstance(answer["blocked"], list):
             self.touched = [str(x)[:200] for x in answer["blocked"]][:50]
         self._apply_changes(answer.get("changes"))
+        moves = _GLOBAL_RNG_MOVES.get()
+        if answer.get("global_rng") is True and moves is not None:
+            moves.append(op)
         error = answer.get("error")
         if isinstance(error, dict):
             raise _exception(str(error.get("type", "Exception"))[:80], str(error.get("message", ""))[:500],
