@@ -394,7 +394,9 @@ def check_conv_forward_vectorised(conv2d_forward_vectorised: Callable, *, hidden
     """The same outputs as the loops, and at least ``min_speedup`` times faster than the notes' loops.
 
     Speed is measured against nnkit's loop implementation on the same input, in the same process
-    (a ratio, so a busy machine slows both alike; best of several runs).
+    (a ratio, so a busy machine slows both alike; best of several runs). In a graded run each call of
+    the answer also carries the round trip to the student's kernel, so an answer below the ratio is
+    measured once more on a larger batch, where that fixed cost weighs less.
     """
     __tracebackhide__ = True
     from nnkit.functional.conv import conv2d_forward_naive  # noqa: PLC0415
@@ -402,14 +404,16 @@ def check_conv_forward_vectorised(conv2d_forward_vectorised: Callable, *, hidden
     fb = Feedback("conv_forward_vectorised", hidden=hidden)
     fn = conv2d_forward_vectorised
     _check_forward(fb, "conv_forward_vectorised", fn, hidden, 107 if not hidden else 108)
-    rng = seeded(109)
-    x, W, b = rng.normal(size=(8, 3, 12, 12)), rng.normal(size=(8, 3, 3, 3)), rng.normal(size=8)
-    call(fb, fn, x, W, b, 1, 1, name="conv2d_forward_vectorised on a (8, 3, 12, 12) batch")
-    mine = _best_time(fn, x, W, b, 1, 1)
-    loops = _best_time(conv2d_forward_naive, x, W, b, 1, 1)
-    speedup = loops / max(mine, 1e-9)
+    speedup = 0.0
+    for shape in ((8, 3, 12, 12), (16, 3, 16, 16)):  # a second, larger batch only when the first is too slow
+        rng = seeded(109)
+        x, W, b = rng.normal(size=shape), rng.normal(size=(8, 3, 3, 3)), rng.normal(size=8)
+        call(fb, fn, x, W, b, 1, 1, name=f"conv2d_forward_vectorised on a {shape} batch")
+        speedup = _best_time(conv2d_forward_naive, x, W, b, 1, 1) / max(_best_time(fn, x, W, b, 1, 1), 1e-9)
+        if speedup >= min_speedup:
+            break
     if speedup < min_speedup:
-        fb.fail(WRONG_VALUES, f"on a (8, 3, 12, 12) batch with 8 filters 3×3 your function is {speedup:.1f}× as fast "
+        fb.fail(WRONG_VALUES, f"on a {shape} batch with 8 filters 3×3 your function is {speedup:.1f}× as fast "
                               f"as the loop version (best of 3 runs each), expected at least {min_speedup:g}×",
                 likely=NOT_VECTORISED,
                 hint="replace the loops over output positions by array operations: e.g. "
