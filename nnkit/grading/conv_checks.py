@@ -624,10 +624,9 @@ def _gradient_stop(model, x) -> str | None:
                 a = layer.forward(a)
             g = seeded(122).normal(size=np.shape(a))
             for i in reversed(range(len(layers))):
-                below = any(True for _ in layers[i].parameters()) or any(
-                    any(True for _ in layer.parameters()) for layer in layers[:i])
+                below = any(any(True for _ in layer.parameters()) for layer in layers[:i])
                 g_new = np.asarray(layers[i].backward(g))
-                if np.any(g) and not np.any(g_new) and i > 0 and below:
+                if np.any(g) and not np.any(g_new) and below:
                     return f"layer {i} ({type(layers[i]).__name__})"
                 g = g_new
     except Exception:  # noqa: BLE001
