@@ -97,14 +97,17 @@ _FLIP_HINT = ("the kernel is flipped: deep-learning 'convolution' (the notes, Py
 # --------------------------------------------------------------------------------------------
 # Cases and references
 # --------------------------------------------------------------------------------------------
-def _conv_cases(hidden: bool, seed: int) -> list[tuple]:
+def _conv_cases(hidden: bool, seed: int, integers: bool = True) -> list[tuple]:
     """(x, W, b, stride, padding) cases: non-square kernels, C > 1, F > 1, stride and padding, batch size 1,
-    zero padding, and last an image of integers (an integer array, as images are often stored)."""
+    zero padding, and last (with ``integers``) an image of integers (an integer array, as images are often
+    stored)."""
     rng = seeded(seed)
     shapes = ([((2, 3, 6, 5), (4, 3, 3, 2), 1, 0), ((2, 2, 7, 7), (3, 2, 3, 3), 2, 1)] if not hidden else
               [((3, 2, 9, 8), (5, 2, 3, 3), 1, 1), ((2, 3, 8, 9), (2, 3, 2, 3), 2, 0), ((1, 1, 5, 5), (1, 1, 5, 5), 1, 0),
                ((4, 2, 10, 10), (3, 2, 4, 4), 3, 2), ((2, 4, 6, 6), (6, 4, 1, 1), 1, 0)])
     cases = [(rng.normal(size=xs), rng.normal(size=ws), rng.normal(size=ws[0]), s, p) for xs, ws, s, p in shapes]
+    if not integers:
+        return cases
     xs, ws, s, p = ((1, 2, 6, 7), (3, 2, 3, 3), 1, 1) if not hidden else ((2, 1, 7, 6), (2, 1, 2, 3), 2, 1)
     cases.append((rng.integers(0, 10, size=xs), rng.normal(size=ws), rng.normal(size=ws[0]), s, p))
     return cases
@@ -197,8 +200,8 @@ def _forward_probes(fn: Callable, x, W, b, stride, padding) -> list[Probe]:
         Probe(INTEGER_INPUT, lambda: x.dtype.kind in "iu" and close(try_call(fn, x.astype(float), W, b, stride,
                                                                              padding), ref),
               f"the same image as a float array gives the right result, the integer array ({x.dtype}) does not: "
-              "an array made with the input's dtype (np.zeros_like(x), dtype=x.dtype) cannot hold the real-valued "
-              "sums; give the output a float dtype"),
+              "an array made or cast with the input's dtype (np.zeros_like(x), dtype=x.dtype, .astype(x.dtype)) "
+              "cannot hold the real-valued sums; give the output a float dtype"),
         Probe(FLIPPED_KERNEL, lambda: like(_ref_forward(x, W[:, :, ::-1, ::-1], b, stride, padding)), _FLIP_HINT),
         Probe(PADDING_IGNORED, lambda: padding > 0 and like(_ref_forward(x, W, b, stride, 0)),
               "your output is the unpadded input's: zero-pad the input by `padding` rows and columns on every "
@@ -227,9 +230,9 @@ def _forward_probes(fn: Callable, x, W, b, stride, padding) -> list[Probe]:
     return probes + _crafted_probes(fn)
 
 
-def _check_forward(fb: Feedback, question: str, fn: Callable, hidden: bool, seed: int) -> None:
+def _check_forward(fb: Feedback, question: str, fn: Callable, hidden: bool, seed: int, integers: bool) -> None:
     __tracebackhide__ = True
-    for x, W, b, stride, padding in _conv_cases(hidden, seed):
+    for x, W, b, stride, padding in _conv_cases(hidden, seed, integers):
         probes = _forward_probes(fn, x, W, b, stride, padding)
         ints = f" of integers ({x.dtype})" if x.dtype.kind in "iu" else ""
         label = f"{fn.__name__}(x, W, b, stride={stride}, padding={padding}) for x {x.shape}{ints}, W {W.shape}"
@@ -246,7 +249,8 @@ def check_conv_forward_loops(conv2d_forward_loops: Callable, *, hidden: bool = F
     """``conv2d_forward_loops(x, W, b, stride, padding)`` → z (N, F, H_out, W_out), a cross-correlation."""
     __tracebackhide__ = True
     fb = Feedback("conv_forward_loops", hidden=hidden)
-    _check_forward(fb, "conv_forward_loops", conv2d_forward_loops, hidden, 101 if not hidden else 102)
+    # the loops follow the formula on float arrays; the vectorised question adds an image of integers
+    _check_forward(fb, "conv_forward_loops", conv2d_forward_loops, hidden, 101 if not hidden else 102, False)
     fb.passed("outputs, shapes, stride and padding against nnkit and torch.nn.functional.conv2d")
 
 
@@ -403,7 +407,7 @@ def check_conv_forward_vectorised(conv2d_forward_vectorised: Callable, *, hidden
 
     fb = Feedback("conv_forward_vectorised", hidden=hidden)
     fn = conv2d_forward_vectorised
-    _check_forward(fb, "conv_forward_vectorised", fn, hidden, 107 if not hidden else 108)
+    _check_forward(fb, "conv_forward_vectorised", fn, hidden, 107 if not hidden else 108, True)
     speedup = 0.0
     for shape in ((8, 3, 12, 12), (16, 3, 16, 16)):  # a second, larger batch only when the first is too slow
         rng = seeded(109)

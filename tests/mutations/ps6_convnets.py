@@ -260,22 +260,6 @@ def conv2d_forward_loops(x, W, b, stride=1, padding=0):
                         out[n, f, i, j] = np.sum(window * W[f, c]) + b[f]
     return out
 ''', C.CHANNELS_NOT_SUMMED),
-        ("output allocated with the input's dtype", '''
-def conv2d_forward_loops(x, W, b, stride=1, padding=0):
-    N, C, H, Wd = x.shape
-    F, _, kh, kw = W.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    Ho = (H + 2 * padding - kh) // stride + 1
-    Wo = (Wd + 2 * padding - kw) // stride + 1
-    out = np.zeros((N, F, Ho, Wo), dtype=x.dtype)
-    for n in range(N):
-        for f in range(F):
-            for i in range(Ho):
-                for j in range(Wo):
-                    window = xp[n, :, i * stride:i * stride + kh, j * stride:j * stride + kw]
-                    out[n, f, i, j] = np.sum(window * W[f]) + b[f]
-    return out
-''', C.INTEGER_INPUT),
         ("+ 1 inside the floor division",
          _FORWARD_LOOPS.format(Ho="(H + 2 * padding - kh + 1) // stride", Wo="(Wd + 2 * padding - kw + 1) // stride",
                                kernel="W[f]"), C.STRIDE_PADDING),
@@ -329,6 +313,9 @@ def conv2d_forward_vectorised(x, W, b, stride=1, padding=0):
     windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride]
     return np.einsum("nchwij,fcij->nfhw", windows, W, optimize=True) + b[None, :, None, None]
 ''', C.PADDING_IGNORED),
+        ("result cast back to the input's dtype", _VECTORISED.format(
+            steps=_STEPS, spec=_SPEC, result="(out + b[None, :, None, None]).astype(x.dtype)  # keep the caller's dtype"),
+         C.INTEGER_INPUT),
         ("stride along the rows only", _VECTORISED.format(steps="[:, :, ::stride]", spec=_SPEC, result=_BIAS),
          C.STRIDE_IGNORED),
     ],
