@@ -186,6 +186,15 @@ def build_convnet(rng=None):
         nk.Flatten(), nk.Linear(8 * 4 * 4, 10, rng=rng), nk.Softmax(), nk.Flatten(start_dim=0),
     )
 ''', C.BATCH_FLATTENED),
+        ("seeds numpy's global generator", '''
+def build_convnet(rng=None):
+    rng = nk.get_rng(rng)
+    np.random.seed(int(rng.integers(2**31)))
+    return nk.Sequential(
+        nk.Conv2d(1, 8, 3, padding=1, rng=rng), nk.ReLU(), nk.MaxPool2d(2),
+        nk.Flatten(), nk.Linear(8 * 4 * 4, 10, rng=rng),
+    )
+''', "changes numpy's global random state"),
         ("ignores rng", '''
 def build_convnet(rng=None):
     rng = np.random.default_rng(0)
