@@ -34,14 +34,24 @@ _CATEGORY = re.compile(r"check failed, (.+?): ")
 _LIKELY = re.compile(r"Likely bug: (.+?)(?: — |\.\s*$)")
 
 
-def corpus() -> dict[str, dict[str, list[Bug]]]:
-    """{assignment: {question: [Bug, ...]}}: the planted student mistakes, delegations left out."""
-    out = {}
+def planted() -> list[tuple[str, str, int, Bug, bool]]:
+    """Every planted answer as (assignment, question, k, bug, is a delegation), ``k`` counting the
+    question's entries, delegations included (the student it is graded as: ``student_id``)."""
+    out = []
     for assignment, module in mutation_modules().items():
         delegations = {(qid, entry[0]) for qid, entries in getattr(module, "DELEGATIONS", {}).items()
                        for entry in entries}
-        out[assignment] = {qid: [Bug(*e) for e in entries if (qid, e[0]) not in delegations]
-                           for qid, entries in module.MUTATIONS.items()}
+        out += [(assignment, qid, k, Bug(*entry), (qid, entry[0]) in delegations)
+                for qid, entries in module.MUTATIONS.items() for k, entry in enumerate(entries)]
+    return out
+
+
+def corpus() -> dict[str, dict[str, list[Bug]]]:
+    """{assignment: {question: [Bug, ...]}}: the planted student mistakes, delegations left out."""
+    out: dict[str, dict[str, list[Bug]]] = {}
+    for assignment, qid, _k, bug, delegation in planted():
+        if not delegation:
+            out.setdefault(assignment, {}).setdefault(qid, []).append(bug)
     return out
 
 
@@ -93,16 +103,10 @@ def outcome(course: Course, scores: dict, assignment: str, qid: str, k: int, bug
 
 def outcomes(course: Course, scores: dict[str, dict], assignments: list[str]) -> list[Outcome]:
     """One Outcome per corpus bug of ``assignments``, from a graded course (``scores``: per assignment)."""
-    table = corpus()
-    labels = {bug.cls for qs in table.values() for bugs in qs.values() for bug in bugs}
-    everything = {a: m.MUTATIONS for a, m in mutation_modules().items()}
-    found = []
-    for assignment in assignments:
-        for qid, bugs in table.get(assignment, {}).items():
-            for bug in bugs:
-                k = [Bug(*e) for e in everything[assignment][qid]].index(bug)
-                found.append(outcome(course, scores[assignment], assignment, qid, k, bug, labels))
-    return found
+    mistakes = [entry for entry in planted() if not entry[4]]
+    labels = {bug.cls for *_, bug, _ in mistakes}
+    return [outcome(course, scores[assignment], assignment, qid, k, bug, labels)
+            for assignment, qid, k, bug, _ in mistakes if assignment in assignments]
 
 
 @dataclass(frozen=True)
@@ -164,14 +168,12 @@ def details(found: list[Outcome]) -> str:
 
 def main(names: list[str]) -> int:
     names = names or assignment_names()
-    every = {a: m.MUTATIONS for a, m in mutation_modules().items()}
     with tempfile.TemporaryDirectory() as tmp:
         course = Course.create(Path(tmp) / "nnkit", names)
-        for assignment in names:
-            perfect = answered(assignment, course.root)
-            for qid, entries in every.get(assignment, {}).items():
-                for k, entry in enumerate(entries):
-                    course.submit(assignment, student_id(assignment, qid, k), plant(perfect, qid, Bug(*entry).source))
+        perfect = {assignment: answered(assignment, course.root) for assignment in names}
+        for assignment, qid, k, bug, _ in planted():
+            if assignment in names:
+                course.submit(assignment, student_id(assignment, qid, k), plant(perfect[assignment], qid, bug.source))
         course.grade_all()
         found = outcomes(course, {a: course.scores(a) for a in names}, names)
     table, total = report(found)

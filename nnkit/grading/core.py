@@ -601,7 +601,8 @@ def _compared(name: str, category: str, got, expected, rtol: float, atol: float)
 
 def check_array(fb: Feedback, name: str, got, expected, *, rtol: float = RTOL, atol: float = ATOL,
                 probes: Sequence[Probe] = (), batch_size: int | None = None, shape_hint: str | None = None,
-                relations: bool = True, inputs=None) -> np.ndarray:
+                relations: bool = True, inputs=None,
+                observe: Callable[[np.ndarray, np.ndarray], str] | None = None) -> np.ndarray:
     """Compare the student's ``got`` with the reference ``expected``; fail with a diagnosis.
 
     Order of the checks: type, shape (with ``shape_hint`` saying what the axes mean), inf/nan,
@@ -609,7 +610,10 @@ def check_array(fb: Feedback, name: str, got, expected, *, rtol: float = RTOL, a
     ``probes`` are tried first (they re-run the student's code on crafted inputs), then the
     relations between the two arrays (sign flip, transposed, batch-size factor). ``inputs``: the
     element-wise inputs of the entries, where there are such (lets inf/nan be called UNSTABLE when
-    they appear only at large inputs, see ``mismatch``).
+    they appear only at large inputs, see ``mismatch``). ``observe(got, expected)``: when finite
+    values are wrong and neither a probe nor a relation names a bug, the message's hint is what it
+    returns — what the wrong entries have in common (which step, only where z < 0 …), an
+    observation and not a cause; '' adds nothing.
     Returns ``got`` as an array when it passes.
     """
     __tracebackhide__ = True
@@ -621,6 +625,8 @@ def check_array(fb: Feedback, name: str, got, expected, *, rtol: float = RTOL, a
         probe = diagnose(probes)
         if probe is not None:
             likely, hint = probe.bug, probe.hint
+        elif likely is None and observe is not None and category == WRONG_VALUES and isfinite_all(got):
+            hint = observe(got, np.asarray(expected, dtype=float)) or hint
         fb.fail(category, detail, likely=likely, hint=hint,
                 compared=_compared(name, category, got, expected, rtol, atol))
     fb.step(name, *ASPECTS)
@@ -840,23 +846,3 @@ __all__ = [
     "seeded", "shape_of", "sup", "torch_enabled", "try_call",
 ]
 
-
-def check_observed(fb: Feedback, name: str, got, expected, observe: Callable[[np.ndarray, np.ndarray], str], *,
-                   probes: Sequence[Probe] = (), **kwargs) -> np.ndarray:
-    """``check_array``, and when the values are wrong while no probe and no relation of the arrays names a
-    bug, the message's hint is ``observe(got, expected)``: what the wrong entries have in common (which
-    step, which rows, only where z < 0 …), an observation and not a cause; '' adds nothing."""
-    __tracebackhide__ = True
-    arr = as_array(fb, name, got)
-    expected_arr = np.asarray(expected, dtype=float)
-    if arr.shape == expected_arr.shape and isfinite_all(arr):
-        rtol, atol = kwargs.get("rtol", RTOL), kwargs.get("atol", ATOL)
-        found = mismatch(fb, name, arr, expected_arr, rtol=rtol, atol=atol, batch_size=kwargs.get("batch_size"),
-                         relations=kwargs.get("relations", True))
-        seen = observe(arr, expected_arr) if found is not None and found[2] is None else ""
-        if seen and diagnose(probes) is None:
-            fb.fail(found[0], found[1], hint=seen, compared=_compared(name, found[0], arr, expected_arr, rtol, atol))
-    return check_array(fb, name, got, expected, probes=probes, **kwargs)
-
-
-__all__ += ["check_observed"]

@@ -35,7 +35,6 @@ from .core import (
     call,
     check_against_torch,
     check_array,
-    check_observed,
     check_uses_generator,
     close,
     quiet,
@@ -232,8 +231,8 @@ def check_sgd_momentum(sgd_momentum_step: Callable, *, hidden: bool = False) -> 
         label = (f"θ after each of {steps} steps (lr = {lr}, momentum = {mu}, θ of length {d})" if not hidden else
                  f"θ after each step of hidden run {k + 1} (θ of length {d})")
         got = call(fb, student, A, b, theta0, name="sgd_momentum_step(theta, grad, velocity, lr, momentum)")
-        check_observed(fb, label, got, _nnkit_trajectory(A, b, theta0, lr, mu, steps), _first_wrong_step,
-                       probes=probes, shape_hint="one row per step", relations=False)
+        check_array(fb, label, got, _nnkit_trajectory(A, b, theta0, lr, mu, steps), observe=_first_wrong_step,
+                    probes=probes, shape_hint="one row per step", relations=False)
         check_against_torch(fb, f"{label}, against torch.optim.SGD", student, _torch_trajectory(lr, mu, steps),
                             [A, b, theta0], probes=probes)
     fb.passed("momentum SGD follows torch.optim.SGD step for step")
@@ -626,7 +625,7 @@ def check_early_stopping(EarlyStopping, *, hidden: bool = False) -> None:
                   "on the best so far (the weights to restore are those of that epoch)"),
         ]
         got = call(fb, _run_stopper, EarlyStopping, losses, patience, name="EarlyStopping(patience).step(val_loss)")
-        check_observed(fb, label, got, expected, _which_answer, probes=probes, relations=False)
+        check_array(fb, label, got, expected, observe=_which_answer, probes=probes, relations=False)
     fb.passed("the same stopping epoch and best epoch as nk.train.fit")
 
 

@@ -42,7 +42,6 @@ from .core import (
     call,
     check_against_torch,
     check_array,
-    check_observed,
     close,
     numerical_gradient,
     reference_bindings,
@@ -162,9 +161,8 @@ def _check_derivative(fb: Feedback, name: str, student: Callable, reference: Cal
         probes = probes_for(z) + ([right_on_ordinary] if z is large else [])
         got = call(fb, student, z, name=f"{name}(z)", arg_names=("z",), probes=probes)
         what = f"z of shape {z.shape}" + (" with entries of size up to 10³" if z is large else "")
-        got = check_observed(fb, f"{name}(z) for {what}", got, reference(z), lambda g, e: _where_wrong(fb, g, e, z),
-                             probes=probes,
-                          shape_hint="the same shape as z: one derivative per entry")
+        got = check_array(fb, f"{name}(z) for {what}", got, reference(z), observe=lambda g, e: _where_wrong(fb, g, e, z),
+                          probes=probes, shape_hint="the same shape as z: one derivative per entry")
         check_against_torch(fb, f"{name}(z)", student, torch_fn, [z], requires_grad=True, probes=probes)
         if function is not None:
             h = 1e-6
@@ -346,8 +344,8 @@ def _check_softmax_like(question: str, fn: Callable, *, log: bool, hidden: bool)
             probes = _softmax_probes(fn, z, log)
             got = call(fb, fn, z, name=f"{question}(z)", probes=probes)
             kind = "integer " if np.issubdtype(z.dtype, np.integer) else ""
-            check_observed(fb, f"{question}(z) for {kind}z of shape {z.shape}", got, ref(z),
-                           lambda g, e: _where_wrong(fb, g, e), probes=probes,
+            check_array(fb, f"{question}(z) for {kind}z of shape {z.shape}", got, ref(z),
+                        observe=lambda g, e: _where_wrong(fb, g, e), probes=probes,
                         shape_hint="the same shape as z", relations=False)
             check_against_torch(fb, f"{question}(z)", fn, torch_fn, [z], probes=probes)
         for z in large:
@@ -420,8 +418,8 @@ def _loss_check(fb: Feedback, question: str, fn: Callable, ref_loss, make_torch:
     ]
     check_array(fb, f"the loss returned by {question}(z, y) {label}", loss, loss_value, probes=loss_probes,
                 relations=False)
-    dz = check_observed(fb, f"∂ℒ/∂z returned by {question}(z, y) {label}", dz, dz_ref,
-                        lambda g, e: _where_wrong(fb, g, e), probes=grad_probes,
+    dz = check_array(fb, f"∂ℒ/∂z returned by {question}(z, y) {label}", dz, dz_ref,
+                     observe=lambda g, e: _where_wrong(fb, g, e), probes=grad_probes,
                      relations=False, shape_hint="one entry per logit: the shape of z")
     if z.size <= 256 and np.abs(z).max() < 100:  # the loss's own derivative, by central differences
         numeric = numerical_gradient(lambda zz: float(type(ref_loss)().forward(zz, y)), z.copy())
