@@ -135,6 +135,16 @@ def shuffle_reseeded(rng, n):
 
 def shuffle_own(rng, n):
     return rng.permutation(n)
+
+def replace_items(params, grads, lr):
+    for i in range(len(params)):
+        params[i] = params[i] - lr * grads[i]
+    return params
+
+def record(history, cache, x):
+    history.append(x.sum())
+    cache["x"] = x
+    del cache["old"]
 '''
 
 
@@ -180,6 +190,35 @@ def test_changes_to_the_graders_objects_come_back():
         x = np.arange(3.0)
         scale(x)
         assert np.array_equal(x, [0.0, 2.0, 4.0])        # an array changed in place
+
+
+def test_replaced_items_of_the_graders_lists_and_dicts_come_back():
+    """``params[i] = …``, an append, a new or deleted key: the grader's own list and dict change as
+    they would in-process, and the items that were the grader's own objects stay themselves."""
+    with kernel() as conv:
+        replace_items, record = names(conv, "replace_items", "record")
+        params, grads = [np.ones(2), np.ones(3)], [np.ones(2), np.ones(3)]
+        out = replace_items(params, grads, 0.5)
+        assert [p.tolist() for p in params] == [[0.5, 0.5], [0.5, 0.5, 0.5]]
+        assert [p.tolist() for p in out] == [[0.5, 0.5], [0.5, 0.5, 0.5]]
+        x, first = np.arange(3.0), np.zeros(1)
+        history, cache = [first], {"old": 1, "kept": grads[0]}
+        record(history, cache, x)
+        assert history[0] is first and history[1] == 3.0
+        assert list(cache) == ["kept", "x"] and cache["kept"] is grads[0] and cache["x"] is x
+        history.append(-1.0)                             # the grader's own change, then sent again
+        record(history, {"old": 2}, x)
+        assert history[1:] == [3.0, -1.0, 3.0] and history[0] is first
+
+
+def test_an_answer_that_replaces_the_items_of_its_argument_is_named():
+    with kernel() as conv:
+        [replace_items] = names(conv, "replace_items")
+        params, grads = [np.ones(2), np.ones(3)], [np.ones(2), np.ones(3)]
+        fb = core.Feedback("gradient_step")
+        with pytest.raises(AssertionError, match=r"changed its argument 1 `params` in place"):
+            core.call(fb, replace_items, params, grads, 0.5, name="gradient_step(params, grads, lr)")
+        assert [p.tolist() for p in params] == [[1.0, 1.0], [1.0, 1.0, 1.0]]   # the check worked on copies
 
 
 def test_an_object_sent_twice_is_the_same_object_there():

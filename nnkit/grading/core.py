@@ -242,6 +242,7 @@ def call(fb: Feedback, fn: Callable, *args, name: str | None = None, copy_inputs
         kwargs = {k: _copy(v) for k, v in kwargs.items()}
     else:
         originals = (tuple(_copy(a) for a in args), {k: _copy(v) for k, v in kwargs.items()})
+    items = [_items(a) for a in args]   # which objects the handed lists and dicts held
     try:
         with quiet():
             result = fn(*args, **kwargs)
@@ -257,25 +258,48 @@ def call(fb: Feedback, fn: Callable, *args, name: str | None = None, copy_inputs
         fb.fail(RAISED, f"{label} with inputs of shape {shapes} raised {type(err).__name__}: {text}",
                 likely=probe.bug if probe else None, hint=probe.hint if probe else None)
     if may_modify is not True:
-        _check_unchanged(fb, label, originals, (args, kwargs), set(may_modify or ()), arg_names, result)
+        _check_unchanged(fb, label, originals, (args, kwargs), set(may_modify or ()), arg_names, result, items)
     return result
 
 
-def _check_unchanged(fb: Feedback, label: str, originals, handed, allowed: set, arg_names, result) -> None:
+def _items(x) -> list | dict | None:
+    return type(x)(x) if type(x) in (list, dict) else None
+
+
+def _items_replaced(before: list | dict | None, after) -> bool:
+    """True when a handed list or dict holds other objects than it did (``params[i] = …``, an
+    append, a new key), rather than the same arrays changed in place."""
+    if before is None or type(after) is not type(before):
+        return False
+    keys = range(len(before)) if type(before) is list else before.keys()
+    return len(after) != len(before) or (type(after) is dict and after.keys() != before.keys()) \
+        or any(after[k] is not before[k] for k in keys)
+
+
+def _check_unchanged(fb: Feedback, label: str, originals, handed, allowed: set, arg_names, result,
+                     items=()) -> None:
     __tracebackhide__ = True
     (args0, kwargs0), (args, kwargs) = originals, handed
     names = list(arg_names) if arg_names is not None else _argument_names(label, len(args))
     names += [None] * (len(args) - len(names))
-    changed = [(f"argument {i + 1}" + (f" `{names[i]}`" if names[i] else "")) for i in range(len(args))
-               if i not in allowed and (names[i] is None or names[i] not in allowed)
-               and not _unchanged(args0[i], args[i])]
+    positions = [i for i in range(len(args)) if i not in allowed and (names[i] is None or names[i] not in allowed)
+                 and not _unchanged(args0[i], args[i])]
+    changed = [f"argument {i + 1}" + (f" `{names[i]}`" if names[i] else "") for i in positions]
     changed += [f"argument `{k}`" for k in kwargs if k not in allowed and not _unchanged(kwargs0[k], kwargs[k])]
-    if changed:
-        what = " and ".join(changed)
-        returned = " and returned None" if result is None else ""
-        fb.fail(MODIFIES_INPUT, f"{label} changed its {what} in place{returned}",
-                hint="the caller's arrays must stay as they were: compute into new arrays "
-                     "(e.g. `Z = Z * s` instead of `Z *= s`, or work on `x.copy()`)")
+    if not changed:
+        return
+    said = f"{label} changed its {' and '.join(changed)} in place"
+    returned = " and returned None" if result is None else ""
+    replaced = [i for i in positions if i < len(items) and _items_replaced(items[i], args[i])]
+    if replaced:
+        kind = "list" if type(args[replaced[0]]) is list else "dict"
+        fb.fail(MODIFIES_INPUT, f"{said}: it put other objects in the caller's {kind}{returned}",
+                hint=f"the caller's {kind} must stay as it was: build a new one "
+                     "(`new = [p - lr * g for p, g in zip(params, grads)]`) instead of assigning "
+                     "to `params[i]`, appending or adding keys")
+    fb.fail(MODIFIES_INPUT, said + returned,
+            hint="the caller's arrays must stay as they were: compute into new arrays "
+                 "(e.g. `Z = Z * s` instead of `Z *= s`, or work on `x.copy()`)")
 
 
 def try_call(fn: Callable, *args, **kwargs):

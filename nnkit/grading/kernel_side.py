@@ -201,25 +201,44 @@ class _Server:
         """Keep the judge's stateful objects of this request under the judge's numbers."""
         for index, number in mirror:
             obj = memo.get(index)
-            if obj is not None and (isinstance(obj, np.ndarray) or _has_state(obj)):
+            if obj is not None and (isinstance(obj, np.ndarray) or type(obj) in (list, dict) or _has_state(obj)):
                 self.mirrors[number] = obj
                 self.mirror_ids[id(obj)] = number
                 self.snapshots[number] = _state(obj)
 
     def changes(self) -> list:
-        """What the last request changed in the judge's objects: arrays' contents, attributes."""
+        """What the last request changed in the judge's objects: arrays' contents, the items of
+        lists and dicts, attributes."""
         out = []
         for number, obj in self.mirrors.items():
             before = self.snapshots[number]
-            if isinstance(before, np.ndarray):
+            if isinstance(obj, np.ndarray):
                 if obj.shape != before.shape or obj.tobytes() != before.tobytes():
                     out.append(("array", number, obj))
+            elif type(obj) in (list, dict):
+                out += self._item_changes(number, obj, before)
             else:
                 out += [("attr", number, name, value) for name, value in (wire.attributes(obj) or {}).items()
                         if name not in before or before[name] is not value]
             if out and out[-1][1] == number:
                 self.snapshots[number] = _state(obj)
         return out
+
+    def _item_changes(self, number: int, obj: list | dict, before: list | dict) -> list:
+        """("items"/"entries", number, keys, values, kept) when an item was replaced, added or
+        removed; ``kept`` gives, by number, the items that are the judge's own objects."""
+        keys = list(range(len(obj))) if type(obj) is list else list(obj)
+        old = list(range(len(before))) if type(before) is list else list(before)
+        if keys == old and all(obj[k] is before[k] for k in keys):
+            return []
+        if not all(isinstance(k, (str, int)) for k in keys):
+            return []
+        values, kept = [obj[k] for k in keys], []
+        for i, value in enumerate(values):
+            mirrored = self.mirror_number(value)
+            if mirrored is not None:
+                values[i], kept = None, [*kept, (i, mirrored)]
+        return [("items" if type(obj) is list else "entries", number, keys, values, kept)]
 
     def perform(self, op: str, args: dict):
         if op == "lookup":
@@ -404,7 +423,9 @@ def _has_state(obj) -> bool:
 
 
 def _state(obj):
-    return obj.copy() if isinstance(obj, np.ndarray) else wire.attributes(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.copy()
+    return type(obj)(obj) if type(obj) in (list, dict) else wire.attributes(obj)
 
 
 _OPERATORS = {

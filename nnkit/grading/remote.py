@@ -94,7 +94,9 @@ class Here:
 
 class _Pickler(_BasePickler):
     """Remotes go as their handle, objects already sent in this conversation as their number,
-    ``Here`` functions as a callback number."""
+    ``Here`` functions as a callback number. Lists and dicts always go afresh: the grader may have
+    changed them since (a list of losses it appends to), and the kernel reports its changes to each
+    copy under that copy's number."""
 
     def __init__(self, file, conversation: Conversation):
         super().__init__(file, protocol=5)
@@ -107,14 +109,19 @@ class _Pickler(_BasePickler):
             self.callbacks.setdefault(id(obj), obj)
             return ("c", id(obj))
         entry = self.sent.get(id(obj))
-        if entry is not None and entry[1] is obj:
+        if entry is not None and entry[1] is obj and type(obj) not in _CONTAINERS:
             return ("m", entry[0])
         return None
 
 
+#: the containers whose items the kernel reports changes of (``params[i] = …`` in student code)
+_CONTAINERS = (list, dict)
+
+
 def _mirrored(obj) -> bool:
-    """Arrays and objects with attributes: what the kernel reports changes of."""
-    return isinstance(obj, np.ndarray) or (type(obj) is not Remote and wire.attributes(obj) is not None)
+    """Arrays, lists, dicts and objects with attributes: what the kernel reports changes of."""
+    return isinstance(obj, np.ndarray) or type(obj) in _CONTAINERS or \
+        (type(obj) is not Remote and wire.attributes(obj) is not None)
 
 
 class Conversation:
@@ -161,7 +168,7 @@ class Conversation:
         pickler.dump(args)
         mirror = []
         for index, obj in sorted(pickler.memo.copy().values(), key=lambda e: e[0]):
-            if _mirrored(obj) and id(obj) not in self._sent:
+            if _mirrored(obj) and (id(obj) not in self._sent or type(obj) in _CONTAINERS):
                 number = len(self._objects) + 1
                 self._sent[id(obj)], self._objects[number] = (number, obj), obj
                 mirror.append((index, number))
@@ -202,21 +209,45 @@ class Conversation:
     def _apply_changes(self, changes) -> None:
         """Mirror what the student's code changed in the grader's objects it was given."""
         for change in changes if isinstance(changes, list) else ():
-            if not isinstance(change, tuple) or not change or not isinstance(change[0], str):
+            if not isinstance(change, tuple) or len(change) < 3 or not isinstance(change[0], str) \
+                    or not isinstance(change[1], int):
                 continue
-            original = self._objects.get(change[1]) if len(change) > 1 and isinstance(change[1], int) else None
-            if change[0] == "array" and len(change) == 3 and isinstance(original, np.ndarray):
-                new = change[2]
-                if isinstance(new, np.ndarray) and new.shape == original.shape and original.flags.writeable:
-                    with contextlib.suppress(TypeError, ValueError):
-                        original[...] = new
-                        self.changed.append(f"an array of shape {original.shape}")
-            elif change[0] == "attr" and len(change) == 4 and isinstance(change[2], str):
-                name = change[2]
-                if name in (wire.attributes(original) or {}) and not name.startswith("__"):
-                    with contextlib.suppress(AttributeError, TypeError):
-                        object.__setattr__(original, name, change[3])
-                        self.changed.append(f".{name}")
+            kind, original = change[0], self._objects.get(change[1])
+            with contextlib.suppress(AttributeError, TypeError, ValueError):
+                if kind == "array" and len(change) == 3 and isinstance(original, np.ndarray):
+                    self._apply_array(original, change[2])
+                elif kind == "attr" and len(change) == 4 and isinstance(change[2], str):
+                    self._apply_attribute(original, change[2], change[3])
+                elif kind in ("items", "entries") and len(change) == 5 and type(original) in _CONTAINERS:
+                    self._apply_items(original, *change[2:])
+
+    def _apply_array(self, original: np.ndarray, new) -> None:
+        if isinstance(new, np.ndarray) and new.shape == original.shape and original.flags.writeable:
+            original[...] = new
+            self.changed.append(f"an array of shape {original.shape}")
+
+    def _apply_attribute(self, original, name: str, value) -> None:
+        if name in (wire.attributes(original) or {}) and not name.startswith("__"):
+            object.__setattr__(original, name, value)
+            self.changed.append(f".{name}")
+
+    def _apply_items(self, original: list | dict, keys, values, kept) -> None:
+        """A list's items or a dict's entries replaced, added or removed: ``kept`` names the
+        positions that hold one of the grader's own objects, by number, so they stay themselves."""
+        if not (isinstance(keys, list) and isinstance(values, list) and isinstance(kept, list)
+                and len(keys) == len(values) and all(isinstance(k, (str, int)) for k in keys)):
+            return
+        for entry in kept:
+            if not (isinstance(entry, list | tuple) and len(entry) == 2 and isinstance(entry[0], int)
+                    and 0 <= entry[0] < len(values) and entry[1] in self._objects):
+                return
+            values[entry[0]] = self._objects[entry[1]]
+        if type(original) is list:
+            original[:] = values
+        else:
+            original.clear()
+            original.update(zip(keys, values))
+        self.changed.append("the items of a list" if type(original) is list else "the entries of a dict")
 
     # -- the throw-away child -------------------------------------------------------------------
     @contextlib.contextmanager

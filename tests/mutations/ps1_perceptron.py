@@ -127,6 +127,10 @@ MUTATIONS = {
             for p, g in zip(params, grads):
                 p -= lr * g
             return params"""), "modifies its input", "changed its argument 1 `params` in place"),
+        ("replaces the items of the caller's list", _fn("gradient_step(params, grads, lr)", """
+            for i in range(len(params)):
+                params[i] = params[i] - lr * grads[i]
+            return params"""), "modifies its input", "put other objects in the caller's list"),
         ("last parameter skipped", _fn("gradient_step(params, grads, lr)", """
             new = [p.copy() for p in params]
             for i in range(len(params) - 1):

@@ -209,6 +209,19 @@ MUTATIONS = {
                         b -= lr * db
                 losses.append(mse_loss(forward_mlp(X, Ws, bs)[1][-1], Y))
             return Ws, bs, losses"""), "modifies its input", "changed its argument 3 `Ws`"),
+        ("replaces the items of the caller's lists", _fn("train(X, Y, Ws, bs, lr, epochs, batch_size, rng)", """
+            losses = []
+            N = X.shape[0]
+            for epoch in range(epochs):
+                order = rng.permutation(N)
+                for start in range(0, N, batch_size):
+                    idx = order[start:start + batch_size]
+                    _, dWs, dbs = backward(X[idx], Y[idx], Ws, bs)
+                    for l in range(len(Ws)):
+                        Ws[l] = Ws[l] - lr * dWs[l]
+                        bs[l] = bs[l] - lr * dbs[l]
+                losses.append(mse_loss(forward_mlp(X, Ws, bs)[1][-1], Y))
+            return Ws, bs, losses"""), "modifies its input", "put other objects in the caller's list"),
         ("a loss per minibatch", _fn("train(X, Y, Ws, bs, lr, epochs, batch_size, rng)", """
             Ws, bs = [W.copy() for W in Ws], [b.copy() for b in bs]
             losses = []
