@@ -17,7 +17,7 @@ import pytest
 
 import nnkit as nk
 from nnkit.course import delegation
-from nnkit.grading import core, kernel_side, remote, wire
+from nnkit.grading import core, global_rng, kernel_side, remote, wire
 
 
 # --- the wire format ------------------------------------------------------------------------------
@@ -81,6 +81,8 @@ def test_too_deep_an_answer_is_refused():
 
 # --- a conversation with a kernel's server ---------------------------------------------------------
 STUDENT = '''
+import random
+
 import numpy as np
 import nnkit as nk
 
@@ -135,6 +137,11 @@ def shuffle_reseeded(rng, n):
 
 def shuffle_own(rng, n):
     return rng.permutation(n)
+
+def shuffle_python(rng, n):
+    order = list(range(n))
+    random.shuffle(order)
+    return np.array(order)
 
 def replace_items(params, grads, lr):
     for i in range(len(params)):
@@ -245,20 +252,32 @@ def test_errors_keep_their_kind_but_never_look_like_a_check():
         assert not isinstance(err.value, AssertionError) and type(err.value).__name__ == "AssertionError"
 
 
-@pytest.mark.parametrize("name, moves", [("shuffle_global", True), ("shuffle_reseeded", True),
-                                         ("shuffle_own", False)])
-def test_the_kernel_says_when_numpys_global_generator_moved(name, moves):
-    """Draws from or reseeds of numpy's global generator in the kernel are named by the check, even
-    when the answer is reproducible and depends on its seed (reseeding from the given generator)."""
+@pytest.mark.parametrize("name, moves", [("shuffle_global", core.GLOBAL_RNG), ("shuffle_reseeded", core.GLOBAL_RNG),
+                                         ("shuffle_python", core.PYTHON_RNG), ("shuffle_own", None)])
+def test_the_kernel_says_when_a_global_generator_moved(name, moves):
+    """Draws from or reseeds of numpy's or Python's global generator in the kernel are named by the
+    check, even when the answer is reproducible and depends on its seed (reseeding from the given
+    generator)."""
     with kernel() as conv:
         [shuffle] = names(conv, name)
         fb = core.Feedback("shuffle")
         run = lambda seed: shuffle(np.random.default_rng(seed), 50)  # noqa: E731
         if moves:
-            with pytest.raises(AssertionError, match=core.GLOBAL_RNG):
+            with pytest.raises(AssertionError, match=moves):
                 core.check_uses_generator(fb, "shuffle(rng, n)", run)
         else:
             core.check_uses_generator(fb, "shuffle(rng, n)", run)
+
+
+def test_a_call_that_leaves_every_global_generator_alone_moves_none():
+    import random
+
+    before = global_rng.states()
+    np.random.default_rng(0).random(3)
+    assert global_rng.moved(before, global_rng.states()) == []
+    random.random()
+    np.random.rand()
+    assert global_rng.moved(before, global_rng.states()) == ["numpy", "random"]
 
 
 def test_a_model_of_nnkit_layers_comes_back_as_one():

@@ -68,6 +68,7 @@ import numpy as np
 
 from nnkit.gradcheck import relative_error  # the course's one definition, documented there
 
+from . import global_rng
 from .report import ASPECTS, CheckFailed, Comparison, Report, Step, install_excepthook
 
 install_excepthook()  # a plain script that fails a check prints the message, not the grader's frames
@@ -92,6 +93,8 @@ MODIFIES_INPUT = "modifies its input"
 NOT_REPRODUCIBLE = "not reproducible with the same seed"
 IGNORES_SEED = "ignores the generator it is given"
 GLOBAL_RNG = "changes numpy's global random state"
+PYTHON_RNG = "changes Python's global random state"
+TORCH_RNG = "changes PyTorch's global random state"
 
 #: default tolerances, stated in every message: student (float64) vs nnkit reference (float64)
 RTOL, ATOL = 1e-7, 1e-10
@@ -815,10 +818,10 @@ def check_uses_generator(fb: Feedback, what: str, run: Callable[[Any], Any], see
     question passes it) and returns what it made (arrays, or lists, tuples, dicts of them).
     Three runs: ``seeds[0]`` twice, with numpy's global state set to different values before
     each (and, in a graded run, already moved on by the first run in the student's kernel), and
-    ``seeds[1]`` once. The same seed must give the same result, the other seed a different one
-    (``differ`` says what should differ), and numpy's global state must be left alone: in this
-    process, or, in a graded run, in the student's kernel, which reports each call during which
-    numpy's global generator moved.
+    ``seeds[1]`` once. The global generators (numpy's, Python's ``random``, PyTorch's) must be
+    left alone — in this process, or, in a graded run, in the student's kernel, which reports
+    the ones that moved during a call — the same seed must give the same result, and the other
+    seed a different one (``differ`` says what should differ).
     """
     __tracebackhide__ = True
     saved = np.random.get_state()
@@ -826,21 +829,15 @@ def check_uses_generator(fb: Feedback, what: str, run: Callable[[Any], Any], see
         from .remote import watching_global_rng  # noqa: PLC0415
 
         np.random.seed(20240101)
-        before = np.random.get_state()
-        with watching_global_rng() as moved_in_kernel:  # a graded run: the kernel says so
+        before = global_rng.states()
+        with watching_global_rng() as moved:  # a graded run: the kernel says which moved
             first = run(seeds[0])
-        after = np.random.get_state()
-        if moved_in_kernel or not (before[0] == after[0] and np.array_equal(before[1], after[1])
-                                   and before[2:] == after[2:]):
-            fb.fail(GLOBAL_RNG, f"{what} draws from or reseeds numpy's global generator (np.random.seed, "
-                                "np.random.rand, np.random.permutation …)",
-                    hint="draw every random number from the generator it is given, e.g. rng.random(shape), "
-                         "rng.permutation(n); a seed becomes a generator with np.random.default_rng(seed)")
+        moved += [name for name in global_rng.moved(before, global_rng.states()) if name not in moved]
+        _fail_on_global_generators(fb, what, moved)
         np.random.seed(19700101)
         again = run(seeds[0])
         if not _unchanged(first, again):
-            fb.fail(NOT_REPRODUCIBLE, f"{what} gave different results when run twice with the same seed "
-                                      "(numpy's global random state was not reset between the runs)",
+            fb.fail(NOT_REPRODUCIBLE, f"{what} gave different results when run twice with the same seed",
                     hint="every random number must come from the generator it is given")
         other = run(seeds[1])
         if _unchanged(first, other):
@@ -849,6 +846,18 @@ def check_uses_generator(fb: Feedback, what: str, run: Callable[[Any], Any], see
                     hint="use the generator (or seed) that is passed in")
     finally:
         np.random.set_state(saved)
+
+
+def _fail_on_global_generators(fb: Feedback, what: str, moved: list[str]) -> None:
+    __tracebackhide__ = True
+    if not moved:
+        return
+    name = next(n for n in global_rng.NAMES if n in moved)   # numpy's first: the course's own library
+    cls = {"numpy": GLOBAL_RNG, "random": PYTHON_RNG, "torch": TORCH_RNG}[name]
+    fb.fail(cls, f"{what} draws from or reseeds {global_rng.NAMES[name]} global generator "
+                 f"({global_rng.EXAMPLES[name]})",
+            hint="draw every random number from the generator it is given, e.g. rng.random(shape), "
+                 "rng.permutation(n); a seed becomes a generator with np.random.default_rng(seed)")
 
 
 def seeded(seed: int) -> np.random.Generator:
@@ -863,7 +872,8 @@ def isfinite_all(*arrays: Any) -> bool:
 __all__ = [
     "ATOL", "BATCH_FACTOR", "DROPOUT_MASK_NOT_REUSED", "DROPOUT_NOT_RESCALED", "Feedback", "GLOBAL_RNG",
     "IGNORES_SEED", "MISSING_FPRIME", "MODIFIES_INPUT", "NON_FINITE", "NOT_IMPLEMENTED", "NOT_REPRODUCIBLE",
-    "NO_ACCUMULATION", "Probe", "RAISED", "RTOL", "SIGN_FLIP", "TORCH_TOL", "TRANSPOSED", "TRANSPOSED_W",
+    "NO_ACCUMULATION", "PYTHON_RNG", "Probe", "RAISED", "RTOL", "SIGN_FLIP", "TORCH_RNG", "TORCH_TOL", "TRANSPOSED",
+    "TRANSPOSED_W",
     "UNSTABLE", "WRONG_SHAPE", "WRONG_TYPE", "WRONG_VALUES", "as_array", "mismatch", "available_devices", "call",
     "check_against_torch", "check_array", "check_layers", "check_uses_generator", "close", "diagnose",
     "isfinite_all", "numerical_gradient", "pattern", "quiet", "reference_bindings", "relation", "relative_error",

@@ -27,7 +27,7 @@ import warnings
 
 import numpy as np
 
-from . import wire
+from . import global_rng, wire
 
 _CHANNEL: socket.socket | None = None
 
@@ -94,13 +94,6 @@ class _Unpickler(pickle.Unpickler):
         return table[number]
 
 
-def _global_rng_state() -> tuple:
-    """numpy's global generator's state, comparable with ``==``."""
-    state = np.random.get_state(legacy=False)
-    inner = state["state"]
-    return inner["key"].tobytes(), inner["pos"], state["has_gauss"], state["gauss"]
-
-
 class _Server:
     def __init__(self, sock: socket.socket, session: int, namespace: dict):
         self.sock, self.session, self.ns = sock, session, namespace
@@ -111,7 +104,7 @@ class _Server:
         self.snapshots: dict[int, object] = {}   # their state after the last request
         self.mirror_ids: dict[int, int] = {}
         self.in_child = False
-        self.rng_moved = False
+        self.rng_moved: list[str] = []   # the global generators the last call moved
         self.fork_tag = None                     # in a throw-away child: the number of its fork request
 
     # -- handles ----------------------------------------------------------------------------------
@@ -162,7 +155,7 @@ class _Server:
         if changes:
             body["changes"] = list(changes)
         if self.rng_moved:
-            body["global_rng"] = True
+            body["global_rng"] = self.rng_moved
         if self.in_child:
             from . import blocking
 
@@ -178,7 +171,7 @@ class _Server:
         except Exception as e:  # noqa: BLE001
             self.reply(request, error=e)
             return
-        rng_before, value, error = _global_rng_state(), None, None
+        rng_before, value, error = global_rng.states(), None, None
         try:
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore")
@@ -187,12 +180,12 @@ class _Server:
             raise
         except BaseException as e:  # noqa: BLE001 - SystemExit too: student code's failure is an answer
             error = e
-        # the checks ask whether an answer drew from or reseeded numpy's global generator
-        self.rng_moved = _global_rng_state() != rng_before
+        # the checks ask whether an answer drew from or reseeded a global generator
+        self.rng_moved = global_rng.moved(rng_before, global_rng.states())
         try:
             self.reply(request, value, error=error, changes=self.changes())
         finally:
-            self.rng_moved = False
+            self.rng_moved = []
 
     def mirror_number(self, obj) -> int | None:
         return self.mirror_ids.get(id(obj))

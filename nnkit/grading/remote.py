@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import wire
+from . import global_rng, wire
 
 try:  # pickles the grader's lambdas and closures by value (the kernel runs them on its copies)
     import cloudpickle as _cloudpickle
@@ -58,16 +58,16 @@ def _exception(kind: str, message: str, not_implemented: bool) -> Exception:
     return type(name, bases, {"__module__": "builtins"})(message)
 
 
-#: while set (``watching_global_rng``): a list that gets one entry per answer during which the
-#: student's kernel saw numpy's global generator move (drawn from or reseeded)
+#: while set (``watching_global_rng``): a list that gets the names of the global generators
+#: (``global_rng.NAMES``) the student's kernel saw move (drawn from or reseeded) during an answer
 _GLOBAL_RNG_MOVES: contextvars.ContextVar[list | None] = contextvars.ContextVar("nnkit_global_rng_moves",
                                                                                default=None)
 
 
 @contextlib.contextmanager
 def watching_global_rng():
-    """``with watching_global_rng() as moves:`` — ``moves`` is non-empty afterwards when student code
-    run in the kernel meanwhile drew from or reseeded numpy's global generator."""
+    """``with watching_global_rng() as moves:`` — afterwards ``moves`` names the global generators
+    (numpy's, Python's, PyTorch's) that student code run in the kernel meanwhile drew from or reseeded."""
     moves: list = []
     token = _GLOBAL_RNG_MOVES.set(moves)
     try:
@@ -153,8 +153,9 @@ class Conversation:
             self.touched = [str(x)[:200] for x in answer["blocked"]][:50]
         self._apply_changes(answer.get("changes"))
         moves = _GLOBAL_RNG_MOVES.get()
-        if answer.get("global_rng") is True and moves is not None:
-            moves.append(op)
+        moved = answer.get("global_rng")
+        if isinstance(moved, list) and moves is not None:
+            moves += [name for name in moved if name in global_rng.NAMES and name not in moves]
         error = answer.get("error")
         if isinstance(error, dict):
             raise _exception(str(error.get("type", "Exception"))[:80], str(error.get("message", ""))[:500],

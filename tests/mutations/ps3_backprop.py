@@ -189,6 +189,8 @@ MUTATIONS = {
         ("one minibatch per epoch", _train(stop="batch_size"), "not every minibatch"),
         ("no shuffling", _train(order="np.arange(N)"), "examples not shuffled"),
         ("shuffles with np.random", _train(order="np.random.permutation(N)"), "changes numpy's global random state"),
+        ("shuffles with Python's random", "import random\n" + _train(order="np.array(random.sample(range(N), N))"),
+         "changes Python's global random state"),
         ("reseeds numpy's global generator from rng",
          _train(order="(np.random.seed(int(rng.integers(2**31))), np.random.permutation(N))[1]"),
          "changes numpy's global random state"),

@@ -187,6 +187,10 @@ class Dropout(nk.Module):
         ("mask from np.random", _dropout('''        keep = np.random.rand(*x.shape) >= self.p
         self.mask = keep / (1.0 - self.p)
         return x * self.mask''', '''        return grad if self.mask is None else grad * self.mask'''), "changes numpy's global random state"),
+        ("mask from Python's random", "import random\n" + _dropout('''        keep = np.array([random.random() >= self.p for _ in range(x.size)]).reshape(x.shape)
+        self.mask = keep / (1.0 - self.p)
+        return x * self.mask''', '''        return grad if self.mask is None else grad * self.mask'''),
+         "changes Python's global random state"),
         ("scaled by 1 − p at test time", _dropout('''        keep = self.rng.random(x.shape) >= self.p
         self.mask = keep / (1.0 - self.p)
         return x * self.mask''', '''        return grad if self.mask is None else grad * self.mask''').replace(
