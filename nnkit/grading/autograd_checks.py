@@ -21,6 +21,7 @@ come from the reference engine and from ``torch.autograd`` on every available de
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -47,7 +48,7 @@ NUM_RTOL, NUM_ATOL = 1e-5, 1e-7
 __all__ = [
     "check_add_backward", "check_mul_backward", "check_function_rules", "check_backprop", "check_l_x",
     "WRONG_RULE", "NOT_IN_PLACE", "ROOT_NOT_SEEDED", "WRONG_ORDER", "BROKEN_GRAPH", "MISSING_UPSTREAM",
-    "ONE_INPUT", "NODE_SKIPPED", "DOT_TERMS",
+    "ONE_INPUT", "NODE_SKIPPED", "GRADIENTS_RESET", "DOT_TERMS",
 ]
 
 WRONG_RULE = "wrong rule"
@@ -62,7 +63,13 @@ WRONG_ORDER = "wrong order"
 BROKEN_GRAPH = "graph broken"
 ONE_INPUT = "gradient for only one input"
 NODE_SKIPPED = "a node's _backward never called"
+GRADIENTS_RESET = "gradients reset"
 DOT_TERMS = "w·x with a term missing or repeated"
+
+def _pre(shape) -> np.ndarray:
+    """Gradients the probes put on the nodes before a rule runs (as if from other uses)."""
+    return seeded(26).uniform(0.5, 1.5, shape)
+
 
 _ACCUMULATE_HINT = ("a node that is used twice (x*x, a+a, or a value read by two operations) receives one "
                     "contribution per use; add them with `+=` instead of overwriting with `=`")
@@ -150,19 +157,30 @@ def _binary_probes(rule: Callable, op: str, cases: np.ndarray) -> list[Probe]:
     zeros = np.zeros((len(cases), 2))
     right = np.stack([g, g], 1) if op == "+" else np.stack([b * g, a * g], 1)
     local = np.stack([np.ones_like(a), np.ones_like(b)], 1) if op == "+" else np.stack([b, a], 1)
+    pre = _pre((len(cases), 2))
 
-    def run() -> np.ndarray | None:
+    def run(**kw) -> np.ndarray | None:
         try:
-            return _run_binary(rule, op, cases)
+            return _run_binary(rule, op, cases, **kw)
         except Exception:  # noqa: BLE001 - a probe that raises means "not this bug"
             return None
 
+    def untouched(columns_like_zero: bool) -> bool:
+        """The gradients the rule left at 0 stay what they were when they start elsewhere: the rule
+        never wrote them (rather than adding a contribution that happens to be 0 here)."""
+        fresh, started = run(), run(pre=pre)
+        if fresh is None or started is None:
+            return False
+        if not columns_like_zero:
+            return close(fresh, zeros) and close(started, pre)
+        return _columns_like(fresh, right, [zeros]) and _columns_like(started, right + pre, [pre])
+
     probes = [
-        Probe(NOT_IN_PLACE, lambda: _probe_binary(rule, op, cases, lambda: zeros),
-              "a.grad and b.grad stay 0 after your rule: it must add its contributions into them (the nodes "
-              "are changed in place; what the function returns is ignored)"),
-        Probe(ONE_INPUT, lambda: _columns_like(run(), right, [zeros]),
-              "one input's gradient stays 0: the rule must add a contribution to a.grad and to b.grad"),
+        Probe(NOT_IN_PLACE, lambda: untouched(False),
+              "a.grad and b.grad stay as they were after your rule: it must add its contributions into them "
+              "(the nodes are changed in place; what the function returns is ignored)"),
+        Probe(ONE_INPUT, lambda: untouched(True),
+              "one input's gradient is left as it was: the rule must add a contribution to a.grad and to b.grad"),
         Probe(MISSING_UPSTREAM, lambda: _columns_like(run(), right, [local]),
               "the chain rule multiplies the local derivative by the upstream gradient out.grad"),
     ]
@@ -206,8 +224,9 @@ def _check_binary_rule(question: str, rule: Callable, op: str, *, hidden: bool) 
     rng = seeded(21 if op == "+" else 22)
     if hidden:
         cases = np.column_stack([rng.uniform(-3, 3, 12), rng.uniform(-3, 3, 12), rng.uniform(-2, 2, 12)])
+        cases[5, 1] = 0.0
     else:
-        cases = np.array([[2.0, -3.0, 1.5], [0.5, 4.0, -1.0]])
+        cases = np.array([[2.0, -3.0, 1.5], [0.5, 4.0, -1.0], [0.0, 2.5, 1.0]])   # an input of 0 too
     probes = _binary_probes(rule, op, cases)
 
     # 1. two distinct inputs, fresh gradients: the local rule itself
@@ -233,8 +252,21 @@ def _check_binary_rule(question: str, rule: Callable, op: str, *, hidden: bool) 
     expected = _run_binary(None, op, cases, pre=pre, reference=True)
     got = call(fb, lambda c: _run_binary(rule, op, c, pre=pre), cases, name=f"{question}(a, b, out)")
     check_array(fb, "[a.grad, b.grad] when a.grad and b.grad already hold gradients from other uses", got,
-                expected, probes=[Probe(NO_ACCUMULATION, lambda: True, _ACCUMULATE_HINT)])
+                expected, probes=[_dropped_probe(got, expected, pre)])
     fb.passed(f"the {'add' if op == '+' else 'multiply'} rule, alone, with fan-out, and accumulating")
+
+
+def _dropped_probe(got, expected: np.ndarray, pre: np.ndarray) -> Probe:
+    """The gradients already present were overwritten: the answer is what it would be without them."""
+    def dropped() -> bool:
+        try:
+            got_ = np.asarray(got, dtype=float)
+        except (TypeError, ValueError):
+            return False
+        wrong = ~np.isclose(got_, expected) if got_.shape == expected.shape else None
+        return wrong is not None and bool(wrong.any()) and close(got_[wrong], (expected - pre)[wrong])
+
+    return Probe(NO_ACCUMULATION, dropped, _ACCUMULATE_HINT)
 
 
 def check_add_backward(add_backward: Callable, *, hidden: bool = False) -> None:
@@ -287,17 +319,21 @@ def _unary_probes(rule: Callable, fn: str, cases: np.ndarray) -> list[Probe]:
             return close(_run_unary(rule, fn, cases), expected)
         return test
 
+    def untouched() -> bool:
+        pre = _pre(len(cases))
+        return same(np.zeros_like(x))() and close(_run_unary(rule, fn, cases, pre), pre)
+
     if fn == "sigmoid":
-        s = 1.0 / (1.0 + np.exp(-x))
+        s = 0.5 * (1.0 + np.tanh(x / 2))   # σ(x), free of overflow
         return [
-            Probe(NOT_IN_PLACE, same(np.zeros_like(x)), "add the contribution into a.grad (in place)"),
+            Probe(NOT_IN_PLACE, untouched, "add the contribution into a.grad (in place)"),
             Probe(MISSING_UPSTREAM, same(s * (1 - s)), "multiply σ′(a) by the upstream gradient out.grad"),
             Probe(WRONG_RULE, same(x * (1 - x) * g),
                   "σ′ = σ(1 − σ) is evaluated at the output: use out.data, not a.data"),
             Probe(WRONG_RULE, same(s * g), "σ′(a) = σ(a)(1 − σ(a)), not σ(a)"),
         ]
     return [
-        Probe(NOT_IN_PLACE, same(np.zeros_like(x)), "add the contribution into a.grad (in place)"),
+        Probe(NOT_IN_PLACE, untouched, "add the contribution into a.grad (in place)"),
         Probe(MISSING_UPSTREAM, same(1.0 / x), "multiply 1/a by the upstream gradient out.grad"),
         Probe(WRONG_RULE, same(g / np.log(x)), "d(log a)/da = 1/a: divide by a.data, not by out.data"),
         Probe(WRONG_RULE, same(g * x), "d(log a)/da = 1/a: divide by a.data, do not multiply"),
@@ -315,20 +351,23 @@ def check_function_rules(sigmoid_backward: Callable, log_backward: Callable, *, 
             cases = np.column_stack([rng.uniform(low, high, 12), rng.uniform(-2, 2, 12)])
         else:
             cases = np.array([[0.5, 1.0], [low + 0.3, -2.0], [high - 0.5, 0.7]])
+        if fn == "sigmoid":  # far out, where e^{-a} overflows: the rule reads σ(a) from out.data
+            cases = np.vstack([cases, [[-1000.0, 1.0], [1000.0, -1.0]]])
         probes = _unary_probes(rule, fn, cases)
         got = call(fb, lambda c: _run_unary(rule, fn, c), cases, name=f"{name}(a, out)")
         check_array(fb, f"a.grad after {name}(a, out) with out = a.{fn}() and out.grad = g", got,
                     _run_unary(None, fn, cases), probes=probes)
         check_against_torch(fb, f"a.grad for out = {fn}(a)", lambda c: _run_unary(rule, fn, c),
                             _torch_unary(fn), [cases], probes=probes)
-        f = (lambda a: 1.0 / (1.0 + np.exp(-a))) if fn == "sigmoid" else np.log
+        f = (lambda a: 0.5 * (1.0 + np.tanh(a / 2))) if fn == "sigmoid" else np.log   # σ, free of overflow
         x, g, h = cases[:, 0], cases[:, 1], 1e-6
         check_array(fb, f"a.grad for out = {fn}(a) against central differences g·({fn}(a + ε) − {fn}(a − ε))/2ε",
                     got, g * (f(x + h) - f(x - h)) / (2 * h), rtol=NUM_RTOL, atol=NUM_ATOL, probes=probes)
         pre = seeded(25).uniform(-1, 1, len(cases))
         got = call(fb, lambda c: _run_unary(rule, fn, c, pre), cases, name=f"{name}(a, out)")
+        expected = _run_unary(None, fn, cases, pre)
         check_array(fb, f"a.grad after {name} when a.grad already holds a gradient from another use", got,
-                    _run_unary(None, fn, cases, pre), probes=[Probe(NO_ACCUMULATION, lambda: True, _ACCUMULATE_HINT)])
+                    expected, probes=[_dropped_probe(got, expected, pre)])
     fb.passed("the function-application rules for sigmoid and log")
 
 
@@ -383,11 +422,15 @@ def _evaluate(builder: Callable, values: np.ndarray) -> float:
     return builder(*[V(float(v)) for v in values]).data
 
 
-def _leaf_grads(builder: Callable, values: Sequence[float], backprop: Callable | None) -> np.ndarray:
-    """Gradients of the graph's leaves after the student's ``backprop(root)`` (or the reference)."""
+def _leaf_grads(builder: Callable, values: Sequence[float], backprop: Callable | None,
+                pre: Sequence[float] | None = None) -> np.ndarray:
+    """Gradients of the graph's leaves after the student's ``backprop(root)`` (or the reference);
+    ``pre``: gradients the leaves already hold (from other uses, as the caller left them)."""
     V = _Value()
     leaves = [V(float(v), label=f"x{i}") for i, v in enumerate(values)]
     root = builder(*leaves)
+    for leaf, g in zip(leaves, pre if pre is not None else ()):
+        leaf.grad = float(g)
     if backprop is None:
         root.backward()
     else:
@@ -464,6 +507,92 @@ def _bp_root_skipped(root) -> None:
         v._backward()
 
 
+@dataclass(frozen=True)
+class Trace:
+    """When each operation node of a graph ran its ``_backward`` during the student's backprop."""
+
+    ops: list[str]                 # the nodes' operations, in a topological order (inputs first)
+    values: list[float]
+    users: list[list[int]]         # users[k]: the nodes computed from node k
+    runs: list[list[int]]          # runs[k]: the steps at which node k's _backward ran
+
+    def operation_nodes(self) -> list[int]:
+        return [k for k, op in enumerate(self.ops) if op]
+
+    def skipped(self) -> list[int]:
+        return [k for k in self.operation_nodes() if not self.runs[k]]
+
+    def repeated(self) -> list[int]:
+        return [k for k in self.operation_nodes() if len(self.runs[k]) > 1]
+
+    def too_early(self) -> list[tuple[int, int]]:
+        """(node, user): the node ran before a node computed from it had run."""
+        return [(k, u) for k in self.operation_nodes() for u in self.users[k]
+                if self.runs[k] and self.runs[u] and self.runs[k][0] < self.runs[u][-1]]
+
+    def node(self, k: int) -> str:
+        return f"the ‘{self.ops[k]}’ node" + (" (the root)" if k == len(self.ops) - 1 else "")
+
+
+def _recording(node, rule: Callable, clock: list) -> Callable[[], None]:
+    """``node._backward`` that first writes the step it runs at into the node's label."""
+    def _backward():
+        clock[0] += 1
+        node.label = f"{node.label},{clock[0]}"
+        rule()
+
+    return _backward
+
+
+def _trace(builder: Callable, values: Sequence[float], backprop: Callable) -> Trace | None:
+    """Run the student's backprop on a graph whose nodes record when their ``_backward`` runs (in
+    their labels, which a graded run mirrors back like any attribute); None if it raises."""
+    V = _Value()
+    root = builder(*[V(float(v)) for v in values])
+    nodes = root.topological_order()
+    index = {id(n): k for k, n in enumerate(nodes)}
+    clock = [0]
+    for n in nodes:
+        n.label = ""
+        n._backward = _recording(n, n._backward, clock)
+    try:
+        with quiet():
+            backprop(root)
+    except Exception:  # noqa: BLE001 - a trace that raises tells nothing
+        return None
+    users: list[list[int]] = [[] for _ in nodes]
+    for k, n in enumerate(nodes):
+        for child in n._prev:
+            users[index[id(child)]].append(k)
+    runs = [[int(t) for t in str(n.label).split(",") if t.strip().isdigit()] for n in nodes]
+    return Trace([n._op for n in nodes], [float(n.data) for n in nodes], users, runs)
+
+
+def _trace_probes(trace: Trace | None) -> list[Probe]:
+    """What the recorded runs show: a node never run, run twice, or run before a node that uses it."""
+    if trace is None:
+        return []
+    probes = []
+    if trace.skipped():
+        k = trace.skipped()[0]
+        same = any(trace.values[j] == trace.values[k] and trace.runs[j] for j in trace.operation_nodes())
+        why = (": it has the same value as a node that did run — a visited set must hold the nodes "
+               "themselves, not their values" if same else ": every node must pass its gradient on once")
+        probes.append(Probe(NODE_SKIPPED, lambda: True, f"{trace.node(k)} never ran its _backward{why}"))
+    if trace.repeated():
+        k = trace.repeated()[0]
+        probes.append(Probe(NO_ACCUMULATION, lambda: True,
+                            f"{trace.node(k)} ran its _backward {len(trace.runs[k])} times, passing its gradient "
+                            "on once per use: each node must run its _backward exactly once (keep a visited set)"))
+    if trace.too_early():
+        k, u = trace.too_early()[0]
+        probes.append(Probe(WRONG_ORDER, lambda: True,
+                            f"{trace.node(k)} ran its _backward before {trace.node(u)}, which uses it, had added "
+                            "its contribution: visit the nodes in reverse topological order (a depth-first "
+                            "search that appends a node after its inputs, then reversed)"))
+    return probes
+
+
 def _like_on_fanout(backprop: Callable, buggy: Callable) -> bool:
     """The student's backprop gives what ``buggy`` gives on the fan-out graph, where that is wrong."""
     at = (0.7, -1.2)
@@ -495,10 +624,7 @@ def _backprop_probes(backprop: Callable, builder: Callable, values: Sequence[flo
               "that uses it has added its contribution: use reverse topological order"),
         Probe(SIGN_FLIP, lambda: close(_leaf_grads(builder, values, backprop)[:-1], -ref[:-1]),
               "the gradients are the negatives of the right ones"),
-        Probe(NO_ACCUMULATION, lambda: builder is not _g_tree and close(_leaf_grads(_g_tree, _TREE_AT, backprop),
-                                                                        _leaf_grads(_g_tree, _TREE_AT, None)),
-              "right on a graph where every node is used once, wrong where nodes are shared: each node must "
-              "run its _backward exactly once, after every node that uses it has added its contribution"),
+        *_trace_probes(_trace(builder, values, backprop)),
     ]
 
 
@@ -525,7 +651,22 @@ def check_backprop(backprop: Callable, *, hidden: bool = False) -> None:
         numeric = numerical_gradient(lambda v: _evaluate(builder, v), values.copy())
         check_array(fb, f"[{leaves}].grad after backprop(root) for {label}, against central differences", got[:n],
                     numeric, rtol=NUM_RTOL, atol=NUM_ATOL, probes=probes)
+    _check_gradients_kept(fb, backprop, *graphs[next(iter(graphs))])
     fb.passed("backprop on the notes' example, a tree, a graph with fan-out and the l_x(w) graph")
+
+
+def _check_gradients_kept(fb: Feedback, backprop: Callable, builder: Callable, values: Sequence[float]) -> None:
+    """The leaves already hold gradients (the caller resets them, not backprop): they are added to."""
+    __tracebackhide__ = True
+    pre = _pre(len(values))
+    got = call(fb, lambda v: _leaf_grads(builder, v, backprop, pre), np.asarray(values, dtype=float),
+               name="backprop(root) when the leaves already hold gradients")
+    fresh = _leaf_grads(builder, values, None)
+    reset = Probe(GRADIENTS_RESET, lambda: close(got, fresh),
+                  "backprop adds to the gradients the nodes already hold: do not reset them (the caller does, "
+                  "as zero_grad() does in PyTorch)")
+    check_array(fb, "the leaves' gradients and root.grad after backprop(root) when the leaves already hold "
+                    "gradients from earlier uses", got, _leaf_grads(builder, values, None, pre), probes=[reset])
 
 
 # --------------------------------------------------------------------------------------------

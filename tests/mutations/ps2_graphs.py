@@ -140,6 +140,56 @@ def log_backward(a, out):
 ''', "gradients not written into .grad"),
     ],
     "backprop": [
+        ("visited set keyed by the node's value", '''
+def backprop(root):
+    order, visited = [], set()
+
+    def visit(node):
+        if node.data not in visited:
+            visited.add(node.data)
+            for child in node._prev:
+                visit(child)
+            order.append(node)
+
+    visit(root)
+    root.grad = 1.0
+    for node in reversed(order):
+        node._backward()
+''', "a node's _backward never called", "same value as a node that did run"),
+        ("pre-order depth-first walk", '''
+def backprop(root):
+    order, visited = [], set()
+
+    def visit(node):
+        if node not in visited:
+            visited.add(node)
+            order.append(node)
+            for child in node._prev:
+                visit(child)
+
+    visit(root)
+    root.grad = 1.0
+    for node in order:
+        node._backward()
+''', "wrong order", "which uses it, had added its contribution"),
+        ("resets every gradient first", '''
+def backprop(root):
+    order, visited = [], set()
+
+    def visit(node):
+        if node not in visited:
+            visited.add(node)
+            for child in node._prev:
+                visit(child)
+            order.append(node)
+
+    visit(root)
+    for node in order:
+        node.grad = 0.0
+    root.grad = 1.0
+    for node in reversed(order):
+        node._backward()
+''', "gradients reset"),
         ("no accumulation under fan-out", '''
 def backprop(root):
     """Walks every path separately: a shared node passes its gradient on once per path."""
