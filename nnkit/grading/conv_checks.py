@@ -452,8 +452,8 @@ def _ref_pool_backward(dout, x, k, s) -> np.ndarray:
 
 
 def _pool_variant(dout, x, k, s, mode: str) -> np.ndarray:
-    """Known wrong backward passes: to every position, to every tied maximum, to the last tied maximum,
-    without accumulation, with the windows one position apart (``unit``)."""
+    """Known wrong backward passes: to every position, to every tied maximum (whole or ``split``), to the
+    last tied maximum, without accumulation, with the windows one position apart (``unit``)."""
     N, C, Ho, Wo = dout.shape
     x = np.asarray(x, dtype=float)
     dx = np.zeros_like(x)
@@ -466,8 +466,10 @@ def _pool_variant(dout, x, k, s, mode: str) -> np.ndarray:
                 dx[:, :, r0:r0 + k, c0:c0 + k] += d
             elif mode == "average":
                 dx[:, :, r0:r0 + k, c0:c0 + k] += d / (k * k)
-            elif mode == "ties":
-                dx[:, :, r0:r0 + k, c0:c0 + k] += d * (win == win.max(axis=(2, 3), keepdims=True))
+            elif mode in ("ties", "split"):
+                tied = win == win.max(axis=(2, 3), keepdims=True)
+                share = tied.sum(axis=(2, 3), keepdims=True) if mode == "split" else 1
+                dx[:, :, r0:r0 + k, c0:c0 + k] += d * tied / share
             else:
                 flat = win.reshape(N, C, -1)
                 idx = k * k - 1 - flat[:, :, ::-1].argmax(axis=2) if mode == "last_tie" else flat.argmax(axis=2)
@@ -506,6 +508,9 @@ def _pool_probes(fn: Callable, dout, x, k, s) -> list[Probe]:
         Probe(POOL_NOT_ARGMAX, like("ties"),
               "where several positions tie for the maximum the gradient went to all of them; send it to one: the "
               "first maximum in row-major order (np.argmax), as PyTorch does"),
+        Probe(POOL_NOT_ARGMAX, like("split"),
+              "where several positions tie for the maximum you split the gradient between them; send all of it "
+              "to one: the first maximum in row-major order (np.argmax), as PyTorch does"),
         Probe(POOL_NOT_ARGMAX, like("last_tie"),
               "on ties the gradient went to the last maximum; PyTorch and nnkit use the first (np.argmax)"),
         Probe(NO_ACCUMULATION, like("overwrite"),
@@ -515,11 +520,14 @@ def _pool_probes(fn: Callable, dout, x, k, s) -> list[Probe]:
               "your windows start one position apart: output (i′, j′) pools the window starting at (s·i′, s·j′)"),
         Probe(POOL_NO_OVERLAP, lambda: s != k and non_overlapping_right(),
               "on the same input with stride = kernel size your dx is right, with stride < kernel it is not: "
-              "windows may overlap, so take each window from x itself (no reshape into blocks) and add up"),
+              "somewhere the stride stands where the kernel size belongs (or the reverse) — windows start every "
+              "`stride` positions and are `kernel_size` wide (an index inside a window unravels with the kernel "
+              "width), and where windows overlap their gradients add up"),
         Probe(POOL_NOT_ARGMAX, lambda: np.shape(got()) == x.shape and 0 < np.count_nonzero(got()) <= dout.size
               and np.isclose(np.sum(got()), np.sum(dout)),
-              "the gradient reaches at most one position per window, but not always the arg-max: check how the "
-              "index of the maximum inside the window maps back to (row, column) of x"),
+              "your dx adds up to the same total as dout, on no more positions than there are windows, but not "
+              "on the arg-max positions: check how the index of the maximum inside the window maps back to "
+              "(row, column) of x"),
     ]
 
 

@@ -48,6 +48,7 @@ OUTPUT_ACTIVATION = "σ applied to the output layer"
 MISSING_HIDDEN_ACTIVATION = "missing σ on the hidden layer"
 MISSING_BIAS = "missing bias"
 MEAN_OVER_OUTPUTS = "averaged over the outputs"
+MSE_SCALE_DROPPED = "the 2/N of the mean squared error left out"
 LR_NOT_APPLIED = "learning rate not applied"
 DB_NOT_SUMMED = "∂ℒ/∂b not summed over the batch"
 WRONG_ACTIVATIONS = "wrong layer's activations"
@@ -303,6 +304,17 @@ def check_forward(forward: Callable, *, hidden: bool = False) -> None:
     fb.passed("Z1, A1 and Y_hat match nnkit's Linear → Sigmoid → Linear")
 
 
+def _scale_dropped_probe(run: Callable, unscaled: Callable) -> Probe:
+    """The answer leaves out the 2/N of ∂ℒ/∂ŷ = (2/N)(ŷ − y): seen at N = 5, where 2/N is neither 1/2 nor 2."""
+    def test() -> bool:
+        rng = seeded(119)
+        U, Y = rng.normal(size=(5, 3)), rng.uniform(size=(5, 3))
+        return close(run(U, Y), unscaled(U, Y))
+
+    return Probe(MSE_SCALE_DROPPED, test, "ℒ = (1/N) Σ_n ‖ŷ_n − y_n‖² gives ∂ℒ/∂ŷ = (2/N)(ŷ − y): your result "
+                                          "leaves out both the 2 and the 1/N")
+
+
 def check_mse_grad(mse_grad: Callable, *, hidden: bool = False) -> None:
     """∂ℒ/∂Ŷ = (2/N)(Ŷ − Y) for L = (1/N) Σ_n ‖ŷ_n − y_n‖²."""
     fb = Feedback("mse_grad", hidden=hidden)
@@ -318,6 +330,7 @@ def check_mse_grad(mse_grad: Callable, *, hidden: bool = False) -> None:
                                                                   [ref.sum(axis=0), ref.mean(axis=0)]),
                   "your result is the gradient summed or averaged over the examples; ∂ℒ/∂Ŷ has one row per "
                   "example, the shape of Y_hat"),
+            _scale_dropped_probe(lambda Yh, Y_: try_call(mse_grad, Yh, Y_), lambda Yh, Y_: Yh - Y_),
             Probe(LOSS_FOR_GRADIENT, lambda: _any_close(try_call(mse_grad, Y_hat, Y), [
                 (Y_hat - Y) ** 2, (Y_hat - Y) ** 2 / n, mse_loss(Y_hat, Y), np.mean((Y_hat - Y) ** 2)]),
                   "your result is the loss (or its terms (ŷ − y)²); the gradient is its derivative, (2/N)(Ŷ − Y)"),
@@ -480,6 +493,8 @@ def check_delta_output(delta_output: Callable, *, hidden: bool = False) -> None:
             probes = [
                 Probe(MISSING_FPRIME, lambda: close(try_call(delta_output, A, Z, Y), ref_mse_grad(A, Y)),
                       "δ^L = ∂ℒ/∂a^L ⊙ σ′(z^L): multiply by σ′(z^L)"),
+                _scale_dropped_probe(lambda Z_, Y_: try_call(delta_output, ref_sigmoid(Z_), Z_, Y_),
+                                     lambda Z_, Y_: (ref_sigmoid(Z_) - Y_) * ref_sigmoid_prime(Z_)),
                 Probe(MEAN_OVER_OUTPUTS, lambda: close(try_call(delta_output, A, Z, Y), ref / d),
                       "the loss sums over the outputs and averages over the N examples only"),
                 Probe(SIGMA_FOR_FPRIME, lambda: close(try_call(delta_output, A, Z, Y), ref_mse_grad(A, Y) * A),

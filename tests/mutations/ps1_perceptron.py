@@ -81,6 +81,8 @@ MUTATIONS = {
         ("mean over outputs", _fn("mse_grad(Y_hat, Y)", "return 2.0 * (Y_hat - Y) / Y_hat.size"),
          "averaged over the outputs"),
         ("missing 2", _fn("mse_grad(Y_hat, Y)", "return (Y_hat - Y) / Y_hat.shape[0]"), "factor of 2"),
+        ("the difference alone", _fn("mse_grad(Y_hat, Y)", "return Y_hat - Y"),
+         "the 2/N of the mean squared error left out"),
         ("averaged over the batch axis", _fn("mse_grad(Y_hat, Y)", "return np.mean(2.0 * (Y_hat - Y), axis=0)"),
          "gradient reduced over the examples"),
         ("the loss instead of its gradient", _fn("mse_grad(Y_hat, Y)",

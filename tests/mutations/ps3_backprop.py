@@ -60,6 +60,8 @@ MUTATIONS = {
         ("missing f'(z)", _fn("delta_output(A_L, Z_L, Y)", "return mse_grad(A_L, Y)"), "missing f′(z) factor"),
         ("batch-size factor", _fn("delta_output(A_L, Z_L, Y)", "return 2.0 * (A_L - Y) * sigmoid_prime(Z_L)"),
          "factor of the batch size"),
+        ("the 2/N dropped", _fn("delta_output(A_L, Z_L, Y)", "return (A_L - Y) * sigmoid_prime(Z_L)"),
+         "the 2/N of the mean squared error left out"),
         ("sign flip", _fn("delta_output(A_L, Z_L, Y)", "return mse_grad(Y, A_L) * sigmoid_prime(Z_L)"), "sign flip"),
         ("σ for σ′", _fn("delta_output(A_L, Z_L, Y)", "return mse_grad(A_L, Y) * sigmoid(Z_L)"),
          "σ(z) instead of σ′(z)"),

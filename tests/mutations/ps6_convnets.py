@@ -163,6 +163,15 @@ def conv2d_forward_vectorised(x, W, b, stride=1, padding=0):
                     r, q = np.unravel_index(np.argmax(window), window.shape)
                     dx[n, c, i * s + r, j * s + q] = dout[n, c, i, j]'''),
          "no accumulation under fan-out"),
+        ("tied maxima share the gradient", _MAXPOOL.format(body='''\
+                    tied = window == window.max()
+                    dx[n, c, i * s:i * s + k, j * s:j * s + k] += dout[n, c, i, j] * tied / tied.sum()'''),
+         "max-pool gradient not to the argmax", "split the gradient between them"),
+        ("argmax unravelled with the stride", _MAXPOOL.format(body='''\
+                    r, q = divmod(int(np.argmax(window)), s)
+                    if i * s + r < x.shape[2] and j * s + q < x.shape[3]:
+                        dx[n, c, i * s + r, j * s + q] += dout[n, c, i, j]'''),
+         "pooling assumes stride = kernel size", "the stride stands where the kernel size belongs"),
     ],
     "convnet": [
         ("no convolution", '''
