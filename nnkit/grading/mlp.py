@@ -262,7 +262,8 @@ def check_sigmoid_prime(sigmoid_prime: Callable, *, hidden: bool = False) -> Non
 def check_forward(forward: Callable, *, hidden: bool = False) -> None:
     """forward(X, W1, b1, W2, b2) → (Z1, A1, Y_hat) of Linear → σ → Linear (linear output)."""
     fb = Feedback("forward", hidden=hidden)
-    cases = [_network(seeded(103), n=1, sizes=(1, 2, 2))]  # the ECE 498 shapes
+    # the ECE 498 shapes, then a batch of several examples with several features
+    cases = [_network(seeded(103), n=1, sizes=(1, 2, 2)), _network(seeded(108), n=3, sizes=(3, 4, 2))]
     if hidden:
         cases += [_network(seeded(104 + i), n=n, sizes=s) for i, (n, s) in enumerate([(5, (3, 4, 2)), (7, (2, 5, 3))])]
     with reference_bindings(forward, sigmoid=ref_sigmoid, sigmoid_prime=ref_sigmoid_prime):
@@ -357,7 +358,7 @@ def check_output_layer_grads(output_layer_grads: Callable, *, hidden: bool = Fal
     """(∂ℒ/∂W², ∂ℒ/∂b²) of the linear output layer: (∂ℒ/∂Ŷ)ᵀ A1 and the column sums of ∂ℒ/∂Ŷ."""
     fb = Feedback("output_layer_grads", hidden=hidden)
     rng = seeded(120)
-    sizes = [(1, 2, 2)] + ([(5, 4, 3), (3, 2, 5)] if hidden else [])
+    sizes = [(1, 2, 2), (3, 4, 3)] + ([(5, 4, 3), (3, 2, 5)] if hidden else [])
     with reference_bindings(output_layer_grads, mse_grad=ref_mse_grad, sigmoid=ref_sigmoid):
         for n, d1, d2 in sizes:
             A1, Y_hat, Y = rng.uniform(size=(n, d1)), rng.normal(size=(n, d2)), rng.normal(size=(n, d2))
