@@ -6,6 +6,30 @@ of the solution, autogrades it with nbgrader, and checks that only this question
 and that its feedback names the bug.
 """
 
+_TOPOLOGICAL = '''
+def backprop(root):
+    order, visited = [], set()
+
+    def visit(node):
+        if {key} not in visited:
+            visited.add({key})
+{visit}
+    visit(root)
+{seed}    for node in {walk}:
+        node._backward()
+'''
+
+
+def _topological(key: str = "node", pre_order: bool = False, seed: str = "    root.grad = 1.0\n",
+                 walk: str = "reversed(order)") -> str:
+    """backprop over a depth-first topological order, with one piece changed: what the visited set holds,
+    a node appended before its inputs, how the root is seeded, which nodes run in which order."""
+    append = "            order.append(node)\n"
+    inputs = "            for child in node._prev:\n                visit(child)\n"
+    return _TOPOLOGICAL.format(key=key, visit=append + inputs if pre_order else inputs + append, seed=seed,
+                               walk=walk)
+
+
 MUTATIONS = {
     "add_backward": [
         ("no accumulation under fan-out", '''
@@ -140,56 +164,9 @@ def log_backward(a, out):
 ''', "gradients not written into .grad"),
     ],
     "backprop": [
-        ("visited set keyed by the node's value", '''
-def backprop(root):
-    order, visited = [], set()
-
-    def visit(node):
-        if node.data not in visited:
-            visited.add(node.data)
-            for child in node._prev:
-                visit(child)
-            order.append(node)
-
-    visit(root)
-    root.grad = 1.0
-    for node in reversed(order):
-        node._backward()
-''', "a node's _backward never called", "same value as a node that did run"),
-        ("pre-order depth-first walk", '''
-def backprop(root):
-    order, visited = [], set()
-
-    def visit(node):
-        if node not in visited:
-            visited.add(node)
-            order.append(node)
-            for child in node._prev:
-                visit(child)
-
-    visit(root)
-    root.grad = 1.0
-    for node in order:
-        node._backward()
-''', "wrong order", "which uses it, had added its contribution"),
-        ("resets every gradient first", '''
-def backprop(root):
-    order, visited = [], set()
-
-    def visit(node):
-        if node not in visited:
-            visited.add(node)
-            for child in node._prev:
-                visit(child)
-            order.append(node)
-
-    visit(root)
-    for node in order:
-        node.grad = 0.0
-    root.grad = 1.0
-    for node in reversed(order):
-        node._backward()
-''', "gradients reset"),
+        ("visited set keyed by the node's value", _topological(key="node.data"), "a node's _backward never called", "same value as a node that did run"),
+        ("pre-order depth-first walk", _topological(pre_order=True, walk="order"), "wrong order", "which uses it, had added its contribution"),
+        ("resets every gradient first", _topological(seed="    for node in order:\n        node.grad = 0.0\n    root.grad = 1.0\n"), "gradients reset"),
         ("no accumulation under fan-out", '''
 def backprop(root):
     """Walks every path separately: a shared node passes its gradient on once per path."""
@@ -202,37 +179,8 @@ def backprop(root):
 
     walk(root)
 ''', "no accumulation under fan-out"),
-        ("wrong order", '''
-def backprop(root):
-    order, visited = [], set()
-
-    def visit(node):
-        if node not in visited:
-            visited.add(node)
-            for child in node._prev:
-                visit(child)
-            order.append(node)
-
-    visit(root)
-    root.grad = 1.0
-    for node in order:
-        node._backward()
-''', "wrong order"),
-        ("root not seeded", '''
-def backprop(root):
-    order, visited = [], set()
-
-    def visit(node):
-        if node not in visited:
-            visited.add(node)
-            for child in node._prev:
-                visit(child)
-            order.append(node)
-
-    visit(root)
-    for node in reversed(order):
-        node._backward()
-''', "root gradient not seeded"),
+        ("wrong order", _topological(walk="order"), "wrong order"),
+        ("root not seeded", _topological(seed=""), "root gradient not seeded"),
         ("no visited set", '''
 def backprop(root):
     order = []
@@ -259,22 +207,7 @@ def backprop(root):
                 seen.add(child)
                 queue.append(child)
 ''', "wrong order"),
-        ("root's rule skipped", '''
-def backprop(root):
-    order, visited = [], set()
-
-    def visit(node):
-        if node not in visited:
-            visited.add(node)
-            for child in node._prev:
-                visit(child)
-            order.append(node)
-
-    visit(root)
-    root.grad = 1.0
-    for node in reversed(order[:-1]):
-        node._backward()
-''', "a node's _backward never called"),
+        ("root's rule skipped", _topological(walk="reversed(order[:-1])"), "a node's _backward never called"),
     ],
     "l_x": [
         ("sign flip", '''

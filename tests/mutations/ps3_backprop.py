@@ -22,8 +22,7 @@ def _backward(delta_hidden: str = "(deltas[l + 1] @ Ws[l + 1]) * sigmoid_prime(Z
         return deltas, dWs, dbs""")
 
 
-_TRAIN = """
-    Ws, bs = [W.copy() for W in Ws], [b.copy() for b in bs]
+_TRAIN = """{copy}
     losses = []
     N = X.shape[0]
     for epoch in range(epochs):
@@ -31,14 +30,20 @@ _TRAIN = """
         for start in range(0, {stop}, batch_size):
             idx = order[start:start + batch_size]
             _, dWs, dbs = backward(X[idx], Y[idx], Ws, bs)
-            Ws = [W {op} lr * dW for W, dW in zip(Ws, dWs)]
-            bs = [b {op} lr * db for b, db in zip(bs, dbs)]
+{update}
         losses.append(mse_loss(forward_mlp(X, Ws, bs)[1][-1], Y))
     return Ws, bs, losses"""
+_COPY = "\n    Ws, bs = [W.copy() for W in Ws], [b.copy() for b in bs]"
+_UPDATE = """\
+            Ws = [W {op} lr * dW for W, dW in zip(Ws, dWs)]
+            bs = [b {op} lr * db for b, db in zip(bs, dbs)]"""
 
 
-def _train(order="rng.permutation(N)", stop="N", op="-"):
-    return _fn("train(X, Y, Ws, bs, lr, epochs, batch_size, rng)", _TRAIN.format(order=order, stop=stop, op=op))
+def _train(order="rng.permutation(N)", stop="N", op="-", copy=_COPY, update=_UPDATE):
+    """The solution's loop with one piece changed: the order, the range of a minibatch's start, the
+    sign of the step, the copy of the caller's parameters, the update."""
+    body = _TRAIN.format(order=order, stop=stop, copy=copy, update=update.format(op=op))
+    return _fn("train(X, Y, Ws, bs, lr, epochs, batch_size, rng)", body)
 
 
 def _numgrad(loop: str = "np.ndindex(x.shape)", old: str = "x[i]", h: str = "eps") -> str:
@@ -199,33 +204,15 @@ MUTATIONS = {
         ("last minibatch dropped", _train(stop="N - batch_size"), "not every minibatch"),
         ("a generator of its own per epoch", _train(order="np.random.default_rng(epoch).permutation(N)"),
          "ignores the generator it is given"),
-        ("updates the caller's weights", _fn("train(X, Y, Ws, bs, lr, epochs, batch_size, rng)", """
-            losses = []
-            N = X.shape[0]
-            for epoch in range(epochs):
-                order = rng.permutation(N)
-                for start in range(0, N, batch_size):
-                    idx = order[start:start + batch_size]
-                    _, dWs, dbs = backward(X[idx], Y[idx], Ws, bs)
-                    for W, dW in zip(Ws, dWs):
-                        W -= lr * dW
-                    for b, db in zip(bs, dbs):
-                        b -= lr * db
-                losses.append(mse_loss(forward_mlp(X, Ws, bs)[1][-1], Y))
-            return Ws, bs, losses"""), "modifies its input", "changed its argument 3 `Ws`"),
-        ("replaces the items of the caller's lists", _fn("train(X, Y, Ws, bs, lr, epochs, batch_size, rng)", """
-            losses = []
-            N = X.shape[0]
-            for epoch in range(epochs):
-                order = rng.permutation(N)
-                for start in range(0, N, batch_size):
-                    idx = order[start:start + batch_size]
-                    _, dWs, dbs = backward(X[idx], Y[idx], Ws, bs)
-                    for l in range(len(Ws)):
-                        Ws[l] = Ws[l] - lr * dWs[l]
-                        bs[l] = bs[l] - lr * dbs[l]
-                losses.append(mse_loss(forward_mlp(X, Ws, bs)[1][-1], Y))
-            return Ws, bs, losses"""), "modifies its input", "put other objects in the caller's list"),
+        ("updates the caller's weights", _train(copy="", update="""\
+            for W, dW in zip(Ws, dWs):
+                W -= lr * dW
+            for b, db in zip(bs, dbs):
+                b -= lr * db"""), "modifies its input", "changed its argument 3 `Ws`"),
+        ("replaces the items of the caller's lists", _train(copy="", update="""\
+            for l in range(len(Ws)):
+                Ws[l] = Ws[l] - lr * dWs[l]
+                bs[l] = bs[l] - lr * dbs[l]"""), "modifies its input", "put other objects in the caller's list"),
         ("a loss per minibatch", _fn("train(X, Y, Ws, bs, lr, epochs, batch_size, rng)", """
             Ws, bs = [W.copy() for W in Ws], [b.copy() for b in bs]
             losses = []
