@@ -17,6 +17,8 @@ the very mask the forward pass drew.
 """
 from __future__ import annotations
 
+import itertools
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -58,7 +60,7 @@ __all__ = [
     "MOMENTUM_SIGN", "NO_MOMENTUM", "DECAYS_BIASES", "REPLACES_GRADIENT", "P_AS_KEEP", "EVAL_NOT_IDENTITY",
     "OFF_BY_ONE", "LAST_NOT_BEST", "FGSM_NOT_SIGN", "NOT_CLIPPED", "TRAINING_MODE", "AVERAGED_VELOCITY",
     "OLD_VELOCITY", "NO_LR", "NO_LAMBDA", "FACTOR_OF_2", "SHRINKS_WEIGHTS", "GRAD_NOT_ADDED", "SHARED_MASK",
-    "TIE_IMPROVES", "BEST_EPOCH_WRONG", "NO_EPSILON", "NO_RESET",
+    "TIE_IMPROVES", "BEST_EPOCH_WRONG", "NO_EPSILON", "NO_RESET", "CS231N_VELOCITY", "LR_IN_VELOCITY",
 ]
 
 MOMENTUM_SIGN = "momentum sign"
@@ -84,11 +86,52 @@ SHARED_MASK = "one mask shared by every example"
 TIE_IMPROVES = "a tie counted as an improvement"
 BEST_EPOCH_WRONG = "best_epoch set at every epoch, not at the best"
 NO_EPSILON = "ε not applied"
+CS231N_VELOCITY = "velocity in the CS231n form (v = μv − ηg)"
+LR_IN_VELOCITY = "learning rate inside the velocity (v = μv + ηg)"
 
 
 # --------------------------------------------------------------------------------------------
 # SGD with momentum
 # --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Run:
+    """One run of the momentum check: θ of length ``d``, the learning rate of each step, μ, and the
+    seed of the quadratic f."""
+
+    d: int
+    lrs: tuple[float, ...]
+    momentum: float
+    seed: int
+
+    @property
+    def lr_changes(self) -> bool:
+        return len(set(self.lrs)) > 1
+
+    def schedule(self) -> str:
+        """'lr = 0.1', or 'lr = 0.1 for steps 1–4, then 0.05 for steps 5–8'."""
+        parts, start = [], 1
+        for lr, group in itertools.groupby(self.lrs):
+            n = len(list(group))
+            steps = f"step {start}" if n == 1 else f"steps {start}–{start + n - 1}"
+            parts.append(f"{lr:g}" if not self.lr_changes else f"{lr:g} for {steps}")
+            start += n
+        return "lr = " + ", then ".join(parts)
+
+
+#: a constant learning rate, then one that is halved half-way (a step schedule)
+_VISIBLE_RUNS = (_Run(4, (0.1,) * 8, 0.9, 51), _Run(4, (0.1,) * 4 + (0.05,) * 4, 0.9, 55))
+_HIDDEN_RUNS = (_Run(6, (0.05,) * 25, 0.9, 52), _Run(3, (0.2,) * 10, 0.5, 53), _Run(5, (0.1,) * 5, 0.0, 54),
+                _Run(5, tuple(0.2 * 0.8 ** k for k in range(10)), 0.8, 56))
+
+
+@dataclass
+class Trajectory:
+    """θ and the velocity after each step of a run, one row per step."""
+
+    theta: np.ndarray
+    velocity: np.ndarray
+
+
 def _quadratic(d: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A, b, θ₀ of f(θ) = ½ θᵀAθ − bᵀθ (A symmetric positive definite): ∇f = Aθ − b."""
     rng = seeded(seed)
@@ -97,55 +140,61 @@ def _quadratic(d: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return A, rng.normal(size=d), rng.normal(size=d)
 
 
-def _trajectory(step: Callable, A, b, theta0, lr: float, momentum: float, steps: int) -> np.ndarray:
-    """θ after each of ``steps`` calls θ, v = step(θ, ∇f(θ), v, lr, momentum), starting from v = 0."""
+def _trajectory(step: Callable, A, b, theta0, run: _Run) -> Trajectory:
+    """θ, v = step(θ, ∇f(θ), v, lr, momentum) once per learning rate of the run, from v = 0."""
     theta, v = np.array(theta0, dtype=float), np.zeros_like(theta0, dtype=float)
-    out = []
-    for _ in range(steps):
+    thetas, velocities = [], []
+    for lr in run.lrs:
         grad = A @ theta - b
-        result = step(theta.copy(), grad, v.copy(), lr, momentum)
+        result = step(theta.copy(), grad, v.copy(), lr, run.momentum)
         if not isinstance(result, (tuple, list)) or len(result) != 2:
             raise TypeError(f"sgd_momentum_step must return the pair (theta, velocity), got {type(result).__name__}")
         theta, v = (np.asarray(r, dtype=float) for r in result)
-        out.append(theta)
-    return np.array(out)
+        thetas.append(theta)
+        velocities.append(v)
+    return Trajectory(np.array(thetas), np.array(velocities))
 
 
-def _nnkit_trajectory(A, b, theta0, lr, momentum, steps) -> np.ndarray:
-    """The same run with ``nk.optim.SGD`` (PyTorch's rule: v ← μv + g, θ ← θ − ηv)."""
+def _nnkit_trajectory(A, b, theta0, run: _Run) -> Trajectory:
+    """The same run with ``nk.optim.SGD`` (PyTorch's rule: v ← μv + g, θ ← θ − ηv); without momentum
+    the optimiser keeps no velocity, and the rule's is v = g."""
     import nnkit as nk  # noqa: PLC0415
 
     p = nk.Parameter(np.array(theta0, dtype=float))
-    opt = nk.optim.SGD([p], lr=lr, momentum=momentum)
-    out = []
-    for _ in range(steps):
+    opt = nk.optim.SGD([p], lr=run.lrs[0], momentum=run.momentum)
+    thetas, velocities = [], []
+    for lr in run.lrs:
         opt.zero_grad()
         p.grad += A @ p.data - b
+        opt.lr = lr
         opt.step()
-        out.append(p.data.copy())
-    return np.array(out)
+        thetas.append(p.data.copy())
+        velocities.append((opt._velocity[0] if run.momentum else p.grad).copy())
+    return Trajectory(np.array(thetas), np.array(velocities))
 
 
-def _torch_trajectory(lr, momentum, steps):
-    """The same run with PyTorch's SGD update: ``torch.optim.sgd.sgd``, the function ``torch.optim.SGD.step``
-    calls (called directly: the optimizer class's first step imports the compiler, about 2 s)."""
-    def run(A, b, theta0):
+def _torch_trajectory(run: _Run, part: str):
+    """``part`` ("theta" or "velocity") of the same run with PyTorch's SGD update: ``torch.optim.sgd.sgd``,
+    the function ``torch.optim.SGD.step`` calls (called directly: the optimizer class's first step imports
+    the compiler, about 2 s). The velocity is its momentum buffer (the gradient when μ = 0: no buffer)."""
+    def fn(A, b, theta0):
         import torch  # noqa: PLC0415
         from torch.optim.sgd import sgd  # noqa: PLC0415
 
         theta = theta0.detach().clone().requires_grad_(True)
         buffers = [None]
-        out = []
-        for _ in range(steps):
+        thetas, velocities = [], []
+        for lr in run.lrs:
             theta.grad = None
             (0.5 * theta @ A @ theta - b @ theta).backward()
             with torch.no_grad():
-                sgd([theta], [theta.grad], buffers, weight_decay=0.0, momentum=momentum, lr=lr, dampening=0.0,
+                sgd([theta], [theta.grad], buffers, weight_decay=0.0, momentum=run.momentum, lr=lr, dampening=0.0,
                     nesterov=False, maximize=False, foreach=False)
-            out.append(theta.detach().clone())
-        return torch.stack(out)
+            thetas.append(theta.detach().clone())
+            velocities.append((buffers[0] if run.momentum else theta.grad).detach().clone())
+        return torch.stack(thetas if part == "theta" else velocities)
 
-    return run
+    return fn
 
 
 def _buggy_steps() -> dict[str, tuple[Callable, str]]:
@@ -175,6 +224,14 @@ def _buggy_steps() -> dict[str, tuple[Callable, str]]:
         v = mu * v + g
         return theta - v, v
 
+    def cs231n(theta, g, v, lr, mu):
+        v = mu * v - lr * g
+        return theta + v, v
+
+    def lr_inside(theta, g, v, lr, mu):
+        v = mu * v + lr * g
+        return theta - v, v
+
     return {
         "sign_v": (sign_v, "v ← μv − g flips the sign of the new gradient relative to the old velocity; PyTorch's "
                            "rule is v ← μv + g, then θ ← θ − ηv"),
@@ -186,56 +243,94 @@ def _buggy_steps() -> dict[str, tuple[Callable, str]]:
         "old_velocity": (old_velocity, "update the velocity first, then step with the new one: v ← μv + g, "
                                        "θ ← θ − ηv"),
         "no_lr": (no_lr, "the step is θ ← θ − ηv: multiply the velocity by the learning rate"),
+        "cs231n": (cs231n, "PyTorch's velocity holds no learning rate: v ← μv + g, then θ ← θ − ηv, and that v is "
+                           "the velocity to return. With v ← μv − ηg and θ ← θ + v the velocity is −η times "
+                           "PyTorch's; θ moves the same only while η stays constant, and differs as soon as the "
+                           "learning rate changes between steps"),
+        "lr_inside": (lr_inside, "PyTorch's velocity holds no learning rate: v ← μv + g, then θ ← θ − ηv, and that v "
+                                 "is the velocity to return. With v ← μv + ηg and θ ← θ − v the velocity is η times "
+                                 "PyTorch's; θ moves the same only while η stays constant, and differs as soon as "
+                                 "the learning rate changes between steps"),
     }
 
 
+#: (bug, buggy rule) whose θ differs from PyTorch's at any learning rate; all but the last need μ > 0 to show
+_THETA_BUGS = ((MOMENTUM_SIGN, "sign_v"), (MOMENTUM_SIGN, "sign_g"), (NO_MOMENTUM, "no_momentum"),
+               (SIGN_FLIP, "ascent"), (AVERAGED_VELOCITY, "averaged"), (OLD_VELOCITY, "old_velocity"),
+               (NO_LR, "no_lr"))
+#: the two conventions whose velocity always differs from PyTorch's, and θ only when the learning rate changes
+_VELOCITY_BUGS = ((CS231N_VELOCITY, "cs231n"), (LR_IN_VELOCITY, "lr_inside"))
+
+
+def _momentum_probes(step: Callable, A, b, theta0, run: _Run, part: str) -> list[Probe]:
+    """Probes for a wrong ``part`` ("theta" or "velocity"): the student's run reproduces a buggy rule's
+    (on θ alone for a wrong θ; on θ and the velocity for a wrong velocity)."""
+    bugs = _buggy_steps()
+    parts = ("theta",) if part == "theta" else ("theta", "velocity")
+
+    def like(name: str) -> Callable[[], bool]:
+        def test() -> bool:
+            got, bad = try_call(_trajectory, step, A, b, theta0, run), _trajectory(bugs[name][0], A, b, theta0, run)
+            return got is not None and all(close(getattr(got, p), getattr(bad, p)) for p in parts)
+        return test
+
+    theta_bugs = [(bug, name) for bug, name in _THETA_BUGS
+                  if part == "theta" and run.momentum > 0 and (name != "no_lr" or 1 not in run.lrs)]
+    return [Probe(bug, like(name), bugs[name][1]) for bug, name in theta_bugs + list(_VELOCITY_BUGS)]
+
+
 def _first_wrong_step(got: np.ndarray, expected: np.ndarray) -> str:
-    """Which step θ first goes wrong at (an observation: a wrong first step points at the update itself,
+    """Which step first goes wrong (an observation: a wrong first step points at the update itself,
     a later one at what is carried from step to step)."""
     bad = ~np.all(np.isclose(got, expected, rtol=1e-7, atol=1e-10), axis=tuple(range(1, got.ndim)))
     first = int(np.argmax(bad))
-    return "the first step already gives a wrong θ" if first == 0 else \
-        f"the first {first} step{'s' if first > 1 else ''} give{'' if first > 1 else 's'} the right θ; " \
-        f"θ goes wrong from step {first + 1} on"
+    return "the first step is already wrong" if first == 0 else \
+        f"the first {first} step{'s' if first > 1 else ''} {'are' if first > 1 else 'is'} right; " \
+        f"it goes wrong from step {first + 1} on"
+
+
+def _velocity_wrong(got: np.ndarray, expected: np.ndarray) -> str:
+    return f"θ is right at every step, the velocity returned is not; {_first_wrong_step(got, expected)}"
+
+
+def _check_momentum_run(fb: Feedback, sgd_momentum_step: Callable, run: _Run, k: int) -> None:
+    """θ, then the velocity, after each step of ``run``: against nk.optim.SGD, then PyTorch."""
+    __tracebackhide__ = True
+    A, b, theta0 = _quadratic(run.d, run.seed)
+
+    def student(A_, b_, t0_):
+        return _trajectory(sgd_momentum_step, A_, b_, t0_, run)
+
+    # a hidden check names no hidden setting
+    setting = (f"of {len(run.lrs)} steps ({run.schedule()}, momentum = {run.momentum}, θ of length {run.d})"
+               if not fb.hidden else f"step of hidden run {k + 1} (θ of length {run.d}"
+               f"{', the learning rate changing between steps' if run.lr_changes else ''})")
+    parts = {"theta": f"θ after each {setting}", "velocity": f"the velocity returned after each {setting}"}
+    probes = {part: _momentum_probes(sgd_momentum_step, A, b, theta0, run, part) for part in parts}
+    got = call(fb, student, A, b, theta0, name="sgd_momentum_step(theta, grad, velocity, lr, momentum)")
+    expected = _nnkit_trajectory(A, b, theta0, run)
+    for part, label in parts.items():
+        check_array(fb, label, getattr(got, part), getattr(expected, part), probes=probes[part],
+                    observe=_first_wrong_step if part == "theta" else _velocity_wrong,
+                    shape_hint="one row per step", relations=False)
+    for part, label in parts.items():
+        check_against_torch(fb, f"{label}, against torch.optim.SGD", lambda *a, part=part: getattr(student(*a), part),
+                            _torch_trajectory(run, part), [A, b, theta0], probes=probes[part])
 
 
 def check_sgd_momentum(sgd_momentum_step: Callable, *, hidden: bool = False) -> None:
-    """``sgd_momentum_step(theta, grad, velocity, lr, momentum)`` → (new theta, new velocity), PyTorch's rule."""
+    """``sgd_momentum_step(theta, grad, velocity, lr, momentum)`` → (new theta, new velocity), PyTorch's rule;
+    θ and the velocity are compared step for step, also with a learning rate that changes between steps."""
     __tracebackhide__ = True
     fb = Feedback("sgd_momentum", hidden=hidden)
-    runs = [(4, 0.1, 0.9, 8, 51)] if not hidden else [(6, 0.05, 0.9, 25, 52), (3, 0.2, 0.5, 10, 53),
-                                                       (5, 0.1, 0.0, 5, 54)]
-    bugs = _buggy_steps()
     # one step on its own, velocity not zero: the caller's arrays stay as they were
     A, b, theta0 = _quadratic(4, 50)
     call(fb, sgd_momentum_step, theta0, A @ theta0 - b, 0.5 * theta0, 0.1, 0.9,
          name="sgd_momentum_step(theta, grad, velocity, lr, momentum)")
-    for k, (d, lr, mu, steps, seed) in enumerate(runs):
-        A, b, theta0 = _quadratic(d, seed)
-
-        def student(A_, b_, t0_, lr=lr, mu=mu, steps=steps):
-            return _trajectory(sgd_momentum_step, A_, b_, t0_, lr, mu, steps)
-
-        def like(name, A=A, b=b, theta0=theta0, lr=lr, mu=mu, steps=steps):
-            return lambda: mu > 0 and close(try_call(_trajectory, sgd_momentum_step, A, b, theta0, lr, mu, steps),
-                                            _trajectory(bugs[name][0], A, b, theta0, lr, mu, steps))
-
-        probes = [Probe(MOMENTUM_SIGN, like("sign_v"), bugs["sign_v"][1]),
-                  Probe(MOMENTUM_SIGN, like("sign_g"), bugs["sign_g"][1]),
-                  Probe(NO_MOMENTUM, like("no_momentum"), bugs["no_momentum"][1]),
-                  Probe(SIGN_FLIP, like("ascent"), bugs["ascent"][1]),
-                  Probe(AVERAGED_VELOCITY, like("averaged"), bugs["averaged"][1]),
-                  Probe(OLD_VELOCITY, like("old_velocity"), bugs["old_velocity"][1]),
-                  Probe(NO_LR, lambda lr=lr, like=like: lr != 1 and like("no_lr")(), bugs["no_lr"][1])]
-        # a hidden check names no hidden setting
-        label = (f"θ after each of {steps} steps (lr = {lr}, momentum = {mu}, θ of length {d})" if not hidden else
-                 f"θ after each step of hidden run {k + 1} (θ of length {d})")
-        got = call(fb, student, A, b, theta0, name="sgd_momentum_step(theta, grad, velocity, lr, momentum)")
-        check_array(fb, label, got, _nnkit_trajectory(A, b, theta0, lr, mu, steps), observe=_first_wrong_step,
-                    probes=probes, shape_hint="one row per step", relations=False)
-        check_against_torch(fb, f"{label}, against torch.optim.SGD", student, _torch_trajectory(lr, mu, steps),
-                            [A, b, theta0], probes=probes)
-    fb.passed("momentum SGD follows torch.optim.SGD step for step")
+    for k, run in enumerate(_HIDDEN_RUNS if hidden else _VISIBLE_RUNS):
+        _check_momentum_run(fb, sgd_momentum_step, run, k)
+    fb.passed("momentum SGD follows torch.optim.SGD step for step, θ and velocity, also when the learning rate "
+              "changes")
 
 
 # --------------------------------------------------------------------------------------------

@@ -84,6 +84,16 @@ def sgd_momentum_step(theta, grad, velocity, lr, momentum):
     velocity = momentum * velocity + grad
     return theta - velocity, velocity
 ''', "learning rate not applied"),
+        ("velocity in the CS231n form", '''
+def sgd_momentum_step(theta, grad, velocity, lr, momentum):
+    velocity = momentum * velocity - lr * grad
+    return theta + velocity, velocity
+''', "velocity in the CS231n form (v = μv − ηg)"),
+        ("learning rate folded into the velocity", '''
+def sgd_momentum_step(theta, grad, velocity, lr, momentum):
+    velocity = momentum * velocity + lr * grad
+    return theta - velocity, velocity
+''', "learning rate inside the velocity (v = μv + ηg)"),
     ],
     "l2_penalty": [
         ("decaying biases", '''
