@@ -61,6 +61,7 @@ __all__ = [
     "OFF_BY_ONE", "LAST_NOT_BEST", "FGSM_NOT_SIGN", "NOT_CLIPPED", "TRAINING_MODE", "AVERAGED_VELOCITY",
     "OLD_VELOCITY", "NO_LR", "NO_LAMBDA", "FACTOR_OF_2", "SHRINKS_WEIGHTS", "GRAD_NOT_ADDED", "SHARED_MASK",
     "TIE_IMPROVES", "BEST_EPOCH_WRONG", "NO_EPSILON", "NO_RESET", "CS231N_VELOCITY", "LR_IN_VELOCITY",
+    "STALE_MASK",
 ]
 
 MOMENTUM_SIGN = "momentum sign"
@@ -88,6 +89,7 @@ BEST_EPOCH_WRONG = "best_epoch set at every epoch, not at the best"
 NO_EPSILON = "ε not applied"
 CS231N_VELOCITY = "velocity in the CS231n form (v = μv − ηg)"
 LR_IN_VELOCITY = "learning rate inside the velocity (v = μv + ηg)"
+STALE_MASK = "the training pass's mask kept in eval mode"
 
 
 # --------------------------------------------------------------------------------------------
@@ -489,6 +491,42 @@ def _torch_dropout_stats(p: float):
     return run
 
 
+@dataclass
+class EvalAfterTraining:
+    """A layer's eval mode right after a training-mode forward pass on the same x."""
+
+    mask: np.ndarray  # what the training forward multiplied x by: its output / x
+    out: object       # forward(x) after .eval()
+    dx: object        # backward(grad) after that
+
+
+def _eval_after_training(cls, p: float, x: np.ndarray, g: np.ndarray, seed: int) -> EvalAfterTraining:
+    """A fresh ``cls(p, rng=seed)``: forward(x) in training mode, then .eval(), forward(x), backward(g)."""
+    layer = cls(p, rng=seed)
+    with quiet():  # the caller's x and grad themselves: changing them in place is seen
+        mask = np.asarray(layer.forward(x), dtype=float) / x
+        layer.eval()
+        out = layer.forward(x)
+        dx = layer.backward(g)
+    return EvalAfterTraining(mask, out, dx)
+
+
+def _check_eval_after_training(fb: Feedback, Dropout, x: np.ndarray, g: np.ndarray) -> None:
+    """Eval mode is the identity, forward and backward, also right after a training-mode forward:
+    the mask that pass drew must not reach the eval-mode backward."""
+    __tracebackhide__ = True
+    named = "Dropout(p=0.5)" if not fb.hidden else "Dropout(p)"
+    steps = f"{named}: forward(x) in training mode, then .eval() and forward(x) again"
+    run = call(fb, _eval_after_training, Dropout, 0.5, x, g, 76, name=f"{steps}, then backward(grad)",
+               arg_names=(None, None, "x", "grad", None))
+    stale = ("in eval mode forward must also forget the mask (self.mask = None): otherwise the mask the earlier "
+             "training-mode forward drew is still applied, though eval-mode dropout is the identity")
+    check_array(fb, f"{steps}: the output", run.out, x, relations=False,
+                probes=[Probe(STALE_MASK, lambda: close(run.out, x * run.mask), stale)])
+    check_array(fb, f"{steps}, then backward(grad)", run.dx, g, relations=False,
+                probes=[Probe(STALE_MASK, lambda: close(run.dx, g * run.mask), stale)])
+
+
 def _check_mask_per_unit(fb: Feedback, label: str, kept: np.ndarray) -> None:
     """Each unit of each example is dropped on its own: a mask the same in every row (or column) is shared."""
     __tracebackhide__ = True
@@ -575,15 +613,17 @@ def check_dropout(Dropout, *, hidden: bool = False) -> None:
                             "in eval mode (self.training is False) dropout does nothing: return x, and grad unchanged")]
         check_array(fb, f"{named} in eval mode: output", out_e, x, probes=eval_probe, relations=False)
         check_array(fb, f"{named} in eval mode: backward(grad)", dx_e, g, probes=eval_probe, relations=False)
-    # the mask comes from the generator Dropout(p, rng=seed) is given, and from nothing else
     xs, gs = x[:20, :50], g[:20, :50]
+    _check_eval_after_training(fb, Dropout, xs, gs)
+    # the mask comes from the generator Dropout(p, rng=seed) is given, and from nothing else
 
     def masks(seed):
         return call(fb, _dropout_run, Dropout, 0.5, xs, gs, seed, name="Dropout(p, rng=seed): forward / backward",
                     arg_names=(None, None, "x", "grad", None))
 
     check_uses_generator(fb, "Dropout(p, rng=seed) on the same input", masks, (74, 75), differ="the masks")
-    fb.passed("drop probability, scaling, the same mask in backward, identity in eval mode")
+    fb.passed("drop probability, scaling, the same mask in backward, identity in eval mode (also right after "
+              "training)")
 
 
 # --------------------------------------------------------------------------------------------

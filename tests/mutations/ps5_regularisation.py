@@ -258,6 +258,11 @@ class Dropout(nk.Module):
         self.mask = keep / (1.0 - self.p)
         return x * self.mask''', '''        return grad if self.mask is None else grad / (1.0 - self.p)'''),
          "dropout mask not reused"),
+        ("eval mode keeps the training pass's mask", _dropout('''        keep = self.rng.random(x.shape) >= self.p
+        self.mask = keep / (1.0 - self.p)
+        return x * self.mask''', '''        return grad if self.mask is None else grad * self.mask''').replace(
+            "            self.mask = None\n            return x\n", "            return x\n"),
+         "the training pass's mask kept in eval mode"),
     ],
     "early_stopping": [
         ("off by one (stops late)", _EARLY.format(body='''        if val_loss < self.best_loss:
