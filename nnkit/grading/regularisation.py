@@ -61,7 +61,7 @@ __all__ = [
     "OFF_BY_ONE", "LAST_NOT_BEST", "FGSM_NOT_SIGN", "NOT_CLIPPED", "TRAINING_MODE", "AVERAGED_VELOCITY",
     "OLD_VELOCITY", "NO_LR", "NO_LAMBDA", "FACTOR_OF_2", "SHRINKS_WEIGHTS", "GRAD_NOT_ADDED", "SHARED_MASK",
     "TIE_IMPROVES", "BEST_EPOCH_WRONG", "NO_EPSILON", "NO_RESET", "CS231N_VELOCITY", "LR_IN_VELOCITY",
-    "STALE_MASK",
+    "STALE_MASK", "MIN_DELTA", "STOPS_ONCE",
 ]
 
 MOMENTUM_SIGN = "momentum sign"
@@ -90,6 +90,8 @@ NO_EPSILON = "ε not applied"
 CS231N_VELOCITY = "velocity in the CS231n form (v = μv − ηg)"
 LR_IN_VELOCITY = "learning rate inside the velocity (v = μv + ηg)"
 STALE_MASK = "the training pass's mask kept in eval mode"
+MIN_DELTA = "an improvement required to beat the best by a margin"
+STOPS_ONCE = "True only on the stopping epoch"
 
 
 # --------------------------------------------------------------------------------------------
@@ -674,6 +676,21 @@ def _run_stopper(EarlyStopping, val_losses, patience: int) -> np.ndarray:
     return np.array([stop, getattr(stopper, "best_epoch")], dtype=float)
 
 
+#: how many more times step() is called after it first returned True, each epoch without improvement
+_AFTER_STOP = 3
+
+
+def _returns_after_stop(EarlyStopping, val_losses, patience: int) -> np.ndarray:
+    """What step() returns (1 for True) on ``_AFTER_STOP`` more epochs after it first returned True, each
+    with the stopping epoch's loss again: that loss did not improve on the best, so it still does not."""
+    stopper = EarlyStopping(patience)
+    with quiet():
+        for v in val_losses:
+            if stopper.step(float(v)):
+                return np.array([bool(stopper.step(float(v))) for _ in range(_AFTER_STOP)], dtype=float)
+    return np.zeros(0)
+
+
 class _LastNotBest:
     def __init__(self, patience):
         self.patience, self.last, self.waited, self.best_epoch, self.epoch = patience, np.inf, 0, None, -1
@@ -708,6 +725,20 @@ class _TieImproves(_LastNotBest):
         return self.waited >= self.patience
 
 
+class _OnceOnly(_LastNotBest):
+    def step(self, v):
+        self.epoch += 1
+        if v < self.last:
+            self.last, self.best_epoch, self.waited = v, self.epoch, 0
+        else:
+            self.waited += 1
+        return self.waited == self.patience
+
+
+#: margins a student may demand of an improvement (val_loss < best − margin), tried by a probe
+_MARGINS = (1e-5, 1e-4, 1e-3, 1e-2)
+
+
 def _which_answer(got: np.ndarray, expected: np.ndarray) -> str:
     """Which of [stopping epoch, best_epoch] is wrong (an observation, no values)."""
     wrong = [name for name, g, e in zip(("the epoch at which step() returns True", "best_epoch"), got, expected)
@@ -715,53 +746,92 @@ def _which_answer(got: np.ndarray, expected: np.ndarray) -> str:
     return f"only {wrong[0]} is wrong" if len(wrong) == 1 else "both the stopping epoch and best_epoch are wrong"
 
 
+def _stopping_probes(EarlyStopping, losses: np.ndarray, patience: int, expected: np.ndarray) -> list[Probe]:
+    """The known bugs of [stopping epoch, best_epoch], each recognised by reproducing the student's answer."""
+    def got() -> np.ndarray | None:
+        return try_call(_run_stopper, EarlyStopping, losses, patience)
+
+    def like(cls) -> Callable[[], bool]:
+        return lambda: close(got(), _run_stopper(cls, losses, patience))
+
+    return [
+        Probe(OFF_BY_ONE, lambda: close(got(), _fit_oracle(losses, patience + 1)) and expected[0] >= 0,
+              "stopped one epoch late: stop as soon as `patience` epochs in a row brought no improvement "
+              "(counter >= patience)"),
+        Probe(OFF_BY_ONE, lambda: patience > 1 and close(got(), _fit_oracle(losses, patience - 1)),
+              "stopped one epoch early: `patience` epochs without improvement are allowed before stopping"),
+        Probe(LAST_NOT_BEST, like(_LastNotBest),
+              "an epoch improves on the *best* loss so far, not on the previous epoch's loss"),
+        Probe(NO_RESET, like(_NoReset), "reset the count of epochs without improvement when the loss improves"),
+        Probe(TIE_IMPROVES, like(_TieImproves),
+              "a loss equal to the best so far is no improvement: compare with <, not <="),
+        Probe(OFF_BY_ONE, lambda: close(got(), expected + [0, 1]),
+              "best_epoch is one too large: epochs count from 0 (the first call of step() is epoch 0)"),
+        Probe(BEST_EPOCH_WRONG, lambda: _best_is_last(EarlyStopping, losses, patience, expected),
+              "best_epoch is the last epoch, not the one of the lowest loss: set it only when the loss improves "
+              "on the best so far (the weights to restore are those of that epoch)"),
+        Probe(MIN_DELTA, lambda: any(close(got(), _fit_oracle(losses, patience, m)) for m in _MARGINS),
+              "an epoch improves when its loss is strictly lower than the best so far, by however little: "
+              "compare val_loss < best_loss, with no margin (a margin is what min_delta adds in nk.train.fit; "
+              "this question has none)"),
+    ]
+
+
+def _check_after_stop(fb: Feedback, EarlyStopping, losses: np.ndarray, patience: int, setting: str) -> None:
+    """Once step() has returned True, every further epoch without improvement leaves `patience` epochs in
+    a row without improvement, so step() keeps returning True (fit's rule, waited >= patience)."""
+    __tracebackhide__ = True
+    got = call(fb, _returns_after_stop, EarlyStopping, losses, patience,
+               name="EarlyStopping(patience).step(val_loss)")
+    once = _returns_after_stop(_OnceOnly, losses, patience)
+    check_array(fb, f"what step() returns (1: True) on {_AFTER_STOP} more epochs after it first returned True, "
+                    f"each with the stopping epoch's loss again (no improvement), for {setting}",
+                got, np.ones(_AFTER_STOP), relations=False, probes=[Probe(
+                    STOPS_ONCE, lambda: close(got, once),
+                    "once `patience` epochs in a row have brought no improvement, one more epoch without "
+                    "improvement keeps that true: step() must go on returning True (compare the count with >=, "
+                    "not ==)")])
+
+
+def _shown(losses: np.ndarray) -> str:
+    """The losses as a visible message shows them, to 7 digits (improvements of 1e-6 stay visible)."""
+    return "[" + ", ".join(f"{v:.7g}" for v in losses) + "]"
+
+
+#: (validation losses, patience); the last of each set improves by as little as 1e-6 at a time
+_VISIBLE_SEQUENCES = ((np.array([1.0, 0.8, 0.7, 0.75, 0.72, 0.71, 0.9, 1.0]), 3),
+                      (np.array([0.9, 0.8, 0.85, 0.7, 0.75, 0.8, 0.6]), 2),
+                      (np.array([1.0, 0.8, 0.8 - 1e-6, 0.8 - 2e-6, 0.85, 0.8 - 3e-6, 0.9, 0.95]), 2))
+
+
+def _hidden_sequences() -> list[tuple[np.ndarray, int]]:
+    rng = seeded(81)
+    return [(1.0 + 0.3 * np.cos(np.arange(20) / 2.0) + 0.02 * rng.normal(size=20), 3),
+            (np.array([3.0, 2.0, 2.0, 2.0, 1.5, 1.6, 1.7, 1.8]), 2),
+            (np.linspace(2.0, 1.0, 10), 2),
+            (np.array([1.0, 1.1, 0.9, 1.2, 1.3, 0.8, 0.95, 0.96, 0.97, 0.98]), 3),
+            (0.5 + 1e-6 * np.array([0, -1, -2, 0, -3, 5, 5, -4, 1, 1, 1]), 3)]
+
+
 def check_early_stopping(EarlyStopping, *, hidden: bool = False) -> None:
     """``EarlyStopping(patience)``: ``step(val_loss)`` is True once the validation loss has not improved
-    for ``patience`` epochs in a row; ``best_epoch`` is the (0-based) epoch of the lowest loss so far.
+    (strictly lower than the best, by any amount) for ``patience`` epochs in a row, and stays True while it
+    does not improve; ``best_epoch`` is the (0-based) epoch of the lowest loss so far.
     The same rule as ``nk.train.fit(..., patience=...)``."""
     __tracebackhide__ = True
     fb = Feedback("early_stopping", hidden=hidden)
-    if hidden:
-        rng = seeded(81)
-        sequences = [(1.0 + 0.3 * np.cos(np.arange(20) / 2.0) + 0.02 * rng.normal(size=20), 3),
-                     (np.array([3.0, 2.0, 2.0, 2.0, 1.5, 1.6, 1.7, 1.8]), 2),
-                     (np.linspace(2.0, 1.0, 10), 2),
-                     (np.array([1.0, 1.1, 0.9, 1.2, 1.3, 0.8, 0.95, 0.96, 0.97, 0.98]), 3)]
-    else:
-        sequences = [(np.array([1.0, 0.8, 0.7, 0.75, 0.72, 0.71, 0.9, 1.0]), 3),
-                     (np.array([0.9, 0.8, 0.85, 0.7, 0.75, 0.8, 0.6]), 2)]
-    for losses, patience in sequences:
+    for losses, patience in (_hidden_sequences() if hidden else _VISIBLE_SEQUENCES):
         expected = _fit_oracle(losses, patience)
-        shown = fb.values(f" {np.round(losses, 3).tolist()}")
-        label = (f"[epoch at which step() first returns True (−1: never), best_epoch] for patience = {patience} "
-                 f"and the validation losses{shown or f' of a {len(losses)}-epoch run'}")
-
-        def like(cls) -> Callable[[], bool]:
-            return lambda: close(try_call(_run_stopper, EarlyStopping, losses, patience),
-                                 _run_stopper(cls, losses, patience))
-
-        probes = [
-            Probe(OFF_BY_ONE, lambda: close(try_call(_run_stopper, EarlyStopping, losses, patience),
-                                            _fit_oracle(losses, patience + 1)) and expected[0] >= 0,
-                  "stopped one epoch late: stop as soon as `patience` epochs in a row brought no improvement "
-                  "(counter >= patience)"),
-            Probe(OFF_BY_ONE, lambda: patience > 1 and close(try_call(_run_stopper, EarlyStopping, losses, patience),
-                                                             _fit_oracle(losses, patience - 1)),
-                  "stopped one epoch early: `patience` epochs without improvement are allowed before stopping"),
-            Probe(LAST_NOT_BEST, like(_LastNotBest),
-                  "an epoch improves on the *best* loss so far, not on the previous epoch's loss"),
-            Probe(NO_RESET, like(_NoReset), "reset the count of epochs without improvement when the loss improves"),
-            Probe(TIE_IMPROVES, like(_TieImproves),
-                  "a loss equal to the best so far is no improvement: compare with <, not <="),
-            Probe(OFF_BY_ONE, lambda: close(try_call(_run_stopper, EarlyStopping, losses, patience), expected + [0, 1]),
-                  "best_epoch is one too large: epochs count from 0 (the first call of step() is epoch 0)"),
-            Probe(BEST_EPOCH_WRONG, lambda: _best_is_last(EarlyStopping, losses, patience, expected),
-                  "best_epoch is the last epoch, not the one of the lowest loss: set it only when the loss improves "
-                  "on the best so far (the weights to restore are those of that epoch)"),
-        ]
+        setting = f"patience = {patience} and the validation losses " + \
+                  (_shown(losses) if not hidden else f"of a {len(losses)}-epoch run")
         got = call(fb, _run_stopper, EarlyStopping, losses, patience, name="EarlyStopping(patience).step(val_loss)")
-        check_array(fb, label, got, expected, observe=_which_answer, probes=probes, relations=False)
-    fb.passed("the same stopping epoch and best epoch as nk.train.fit")
+        check_array(fb, f"[epoch at which step() first returns True (−1: never), best_epoch] for {setting}", got,
+                    expected, observe=_which_answer, probes=_stopping_probes(EarlyStopping, losses, patience, expected),
+                    relations=False)
+        if expected[0] >= 0:
+            _check_after_stop(fb, EarlyStopping, losses, patience, setting)
+    fb.passed("the same stopping epoch and best epoch as nk.train.fit, and True from then on while the loss does "
+              "not improve")
 
 
 # --------------------------------------------------------------------------------------------

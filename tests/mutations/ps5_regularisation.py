@@ -302,6 +302,16 @@ class Dropout(nk.Module):
         else:
             self.waited += 1
         return self.waited >= self.patience'''), "off by one"),
+        ("an improvement must beat the best by 1e-3", _EARLY.format(body='''        if val_loss < self.best_loss - 1e-3:
+            self.best_loss, self.best_epoch, self.waited = val_loss, self.epoch, 0
+        else:
+            self.waited += 1
+        return self.waited >= self.patience'''), "an improvement required to beat the best by a margin"),
+        ("True only on the stopping epoch", _EARLY.format(body='''        if val_loss < self.best_loss:
+            self.best_loss, self.best_epoch, self.waited = val_loss, self.epoch, 0
+        else:
+            self.waited += 1
+        return self.waited == self.patience'''), "True only on the stopping epoch"),
     ],
     "fgsm": [
         ("gradient instead of its sign", '''
@@ -424,7 +434,7 @@ class EarlyStopping:
         self.best_loss = min(self.best_loss, val_loss)
         stop, best = G._fit_oracle(self.losses, self.patience)
         self.best_epoch = int(best)
-        return stop == self.epoch
+        return 0 <= stop <= self.epoch
 ''', "not accepted"),
     ],
     "fgsm": [
