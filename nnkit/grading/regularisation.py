@@ -777,16 +777,19 @@ def _stopping_probes(EarlyStopping, losses: np.ndarray, patience: int, expected:
     ]
 
 
-def _check_after_stop(fb: Feedback, EarlyStopping, losses: np.ndarray, patience: int, setting: str) -> None:
-    """Once step() has returned True, every further epoch without improvement leaves `patience` epochs in
-    a row without improvement, so step() keeps returning True (fit's rule, waited >= patience)."""
+def _check_after_stop(fb: Feedback, EarlyStopping, losses: np.ndarray, patience: int, expected: np.ndarray,
+                      setting: str) -> None:
+    """After the stop (``expected``: fit's [stopping epoch, best epoch]), epochs without improvement: step()
+    is True while the epochs since the best number at least ``patience`` (fit's rule, waited >= patience)."""
     __tracebackhide__ = True
+    stop, best = expected
+    after = (stop + 1 + np.arange(_AFTER_STOP) - best >= patience).astype(float)
     got = call(fb, _returns_after_stop, EarlyStopping, losses, patience,
                name="EarlyStopping(patience).step(val_loss)")
     once = _returns_after_stop(_OnceOnly, losses, patience)
     check_array(fb, f"what step() returns (1: True) on {_AFTER_STOP} more epochs after it first returned True, "
                     f"each with the stopping epoch's loss again (no improvement), for {setting}",
-                got, np.ones(_AFTER_STOP), relations=False, probes=[Probe(
+                got, after, relations=False, probes=[Probe(
                     STOPS_ONCE, lambda: close(got, once),
                     "once `patience` epochs in a row have brought no improvement, one more epoch without "
                     "improvement keeps that true: step() must go on returning True (compare the count with >=, "
@@ -829,7 +832,7 @@ def check_early_stopping(EarlyStopping, *, hidden: bool = False) -> None:
                     expected, observe=_which_answer, probes=_stopping_probes(EarlyStopping, losses, patience, expected),
                     relations=False)
         if expected[0] >= 0:
-            _check_after_stop(fb, EarlyStopping, losses, patience, setting)
+            _check_after_stop(fb, EarlyStopping, losses, patience, expected, setting)
     fb.passed("the same stopping epoch and best epoch as nk.train.fit, and True from then on while the loss does "
               "not improve")
 
