@@ -17,6 +17,8 @@ the very mask the forward pass drew.
 """
 from __future__ import annotations
 
+import itertools
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -58,7 +60,8 @@ __all__ = [
     "MOMENTUM_SIGN", "NO_MOMENTUM", "DECAYS_BIASES", "REPLACES_GRADIENT", "P_AS_KEEP", "EVAL_NOT_IDENTITY",
     "OFF_BY_ONE", "LAST_NOT_BEST", "FGSM_NOT_SIGN", "NOT_CLIPPED", "TRAINING_MODE", "AVERAGED_VELOCITY",
     "OLD_VELOCITY", "NO_LR", "NO_LAMBDA", "FACTOR_OF_2", "SHRINKS_WEIGHTS", "GRAD_NOT_ADDED", "SHARED_MASK",
-    "TIE_IMPROVES", "BEST_EPOCH_WRONG", "NO_EPSILON", "NO_RESET",
+    "TIE_IMPROVES", "BEST_EPOCH_WRONG", "NO_EPSILON", "NO_RESET", "CS231N_VELOCITY", "LR_IN_VELOCITY",
+    "STALE_MASK", "MIN_DELTA", "STOPS_ONCE",
 ]
 
 MOMENTUM_SIGN = "momentum sign"
@@ -84,11 +87,55 @@ SHARED_MASK = "one mask shared by every example"
 TIE_IMPROVES = "a tie counted as an improvement"
 BEST_EPOCH_WRONG = "best_epoch set at every epoch, not at the best"
 NO_EPSILON = "ε not applied"
+CS231N_VELOCITY = "velocity in the CS231n form (v = μv − ηg)"
+LR_IN_VELOCITY = "learning rate inside the velocity (v = μv + ηg)"
+STALE_MASK = "the training pass's mask kept in eval mode"
+MIN_DELTA = "an improvement required to beat the best by a margin"
+STOPS_ONCE = "True only on the stopping epoch"
 
 
 # --------------------------------------------------------------------------------------------
 # SGD with momentum
 # --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Run:
+    """One run of the momentum check: θ of length ``d``, the learning rate of each step, μ, and the
+    seed of the quadratic f."""
+
+    d: int
+    lrs: tuple[float, ...]
+    momentum: float
+    seed: int
+
+    @property
+    def lr_changes(self) -> bool:
+        return len(set(self.lrs)) > 1
+
+    def schedule(self) -> str:
+        """'lr = 0.1', or 'lr = 0.1 for steps 1–4, then 0.05 for steps 5–8'."""
+        parts, start = [], 1
+        for lr, group in itertools.groupby(self.lrs):
+            n = len(list(group))
+            steps = f"step {start}" if n == 1 else f"steps {start}–{start + n - 1}"
+            parts.append(f"{lr:g}" if not self.lr_changes else f"{lr:g} for {steps}")
+            start += n
+        return "lr = " + ", then ".join(parts)
+
+
+#: a constant learning rate, then one that is halved half-way (a step schedule)
+_VISIBLE_RUNS = (_Run(4, (0.1,) * 8, 0.9, 51), _Run(4, (0.1,) * 4 + (0.05,) * 4, 0.9, 55))
+_HIDDEN_RUNS = (_Run(6, (0.05,) * 25, 0.9, 52), _Run(3, (0.2,) * 10, 0.5, 53), _Run(5, (0.1,) * 5, 0.0, 54),
+                _Run(5, tuple(0.2 * 0.8 ** k for k in range(10)), 0.8, 56))
+
+
+@dataclass
+class Trajectory:
+    """θ and the velocity after each step of a run, one row per step."""
+
+    theta: np.ndarray
+    velocity: np.ndarray
+
+
 def _quadratic(d: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A, b, θ₀ of f(θ) = ½ θᵀAθ − bᵀθ (A symmetric positive definite): ∇f = Aθ − b."""
     rng = seeded(seed)
@@ -97,55 +144,61 @@ def _quadratic(d: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return A, rng.normal(size=d), rng.normal(size=d)
 
 
-def _trajectory(step: Callable, A, b, theta0, lr: float, momentum: float, steps: int) -> np.ndarray:
-    """θ after each of ``steps`` calls θ, v = step(θ, ∇f(θ), v, lr, momentum), starting from v = 0."""
+def _trajectory(step: Callable, A, b, theta0, run: _Run) -> Trajectory:
+    """θ, v = step(θ, ∇f(θ), v, lr, momentum) once per learning rate of the run, from v = 0."""
     theta, v = np.array(theta0, dtype=float), np.zeros_like(theta0, dtype=float)
-    out = []
-    for _ in range(steps):
+    thetas, velocities = [], []
+    for lr in run.lrs:
         grad = A @ theta - b
-        result = step(theta.copy(), grad, v.copy(), lr, momentum)
+        result = step(theta.copy(), grad, v.copy(), lr, run.momentum)
         if not isinstance(result, (tuple, list)) or len(result) != 2:
             raise TypeError(f"sgd_momentum_step must return the pair (theta, velocity), got {type(result).__name__}")
         theta, v = (np.asarray(r, dtype=float) for r in result)
-        out.append(theta)
-    return np.array(out)
+        thetas.append(theta)
+        velocities.append(v)
+    return Trajectory(np.array(thetas), np.array(velocities))
 
 
-def _nnkit_trajectory(A, b, theta0, lr, momentum, steps) -> np.ndarray:
-    """The same run with ``nk.optim.SGD`` (PyTorch's rule: v ← μv + g, θ ← θ − ηv)."""
+def _nnkit_trajectory(A, b, theta0, run: _Run) -> Trajectory:
+    """The same run with ``nk.optim.SGD`` (PyTorch's rule: v ← μv + g, θ ← θ − ηv); without momentum
+    the optimiser keeps no velocity, and the rule's is v = g."""
     import nnkit as nk  # noqa: PLC0415
 
     p = nk.Parameter(np.array(theta0, dtype=float))
-    opt = nk.optim.SGD([p], lr=lr, momentum=momentum)
-    out = []
-    for _ in range(steps):
+    opt = nk.optim.SGD([p], lr=run.lrs[0], momentum=run.momentum)
+    thetas, velocities = [], []
+    for lr in run.lrs:
         opt.zero_grad()
         p.grad += A @ p.data - b
+        opt.lr = lr
         opt.step()
-        out.append(p.data.copy())
-    return np.array(out)
+        thetas.append(p.data.copy())
+        velocities.append((opt._velocity[0] if run.momentum else p.grad).copy())
+    return Trajectory(np.array(thetas), np.array(velocities))
 
 
-def _torch_trajectory(lr, momentum, steps):
-    """The same run with PyTorch's SGD update: ``torch.optim.sgd.sgd``, the function ``torch.optim.SGD.step``
-    calls (called directly: the optimizer class's first step imports the compiler, about 2 s)."""
-    def run(A, b, theta0):
+def _torch_trajectory(run: _Run, part: str):
+    """``part`` ("theta" or "velocity") of the same run with PyTorch's SGD update: ``torch.optim.sgd.sgd``,
+    the function ``torch.optim.SGD.step`` calls (called directly: the optimizer class's first step imports
+    the compiler, about 2 s). The velocity is its momentum buffer (the gradient when μ = 0: no buffer)."""
+    def fn(A, b, theta0):
         import torch  # noqa: PLC0415
         from torch.optim.sgd import sgd  # noqa: PLC0415
 
         theta = theta0.detach().clone().requires_grad_(True)
         buffers = [None]
-        out = []
-        for _ in range(steps):
+        thetas, velocities = [], []
+        for lr in run.lrs:
             theta.grad = None
             (0.5 * theta @ A @ theta - b @ theta).backward()
             with torch.no_grad():
-                sgd([theta], [theta.grad], buffers, weight_decay=0.0, momentum=momentum, lr=lr, dampening=0.0,
+                sgd([theta], [theta.grad], buffers, weight_decay=0.0, momentum=run.momentum, lr=lr, dampening=0.0,
                     nesterov=False, maximize=False, foreach=False)
-            out.append(theta.detach().clone())
-        return torch.stack(out)
+            thetas.append(theta.detach().clone())
+            velocities.append((buffers[0] if run.momentum else theta.grad).detach().clone())
+        return torch.stack(thetas if part == "theta" else velocities)
 
-    return run
+    return fn
 
 
 def _buggy_steps() -> dict[str, tuple[Callable, str]]:
@@ -175,6 +228,14 @@ def _buggy_steps() -> dict[str, tuple[Callable, str]]:
         v = mu * v + g
         return theta - v, v
 
+    def cs231n(theta, g, v, lr, mu):
+        v = mu * v - lr * g
+        return theta + v, v
+
+    def lr_inside(theta, g, v, lr, mu):
+        v = mu * v + lr * g
+        return theta - v, v
+
     return {
         "sign_v": (sign_v, "v ← μv − g flips the sign of the new gradient relative to the old velocity; PyTorch's "
                            "rule is v ← μv + g, then θ ← θ − ηv"),
@@ -186,56 +247,94 @@ def _buggy_steps() -> dict[str, tuple[Callable, str]]:
         "old_velocity": (old_velocity, "update the velocity first, then step with the new one: v ← μv + g, "
                                        "θ ← θ − ηv"),
         "no_lr": (no_lr, "the step is θ ← θ − ηv: multiply the velocity by the learning rate"),
+        "cs231n": (cs231n, "PyTorch's velocity holds no learning rate: v ← μv + g, then θ ← θ − ηv, and that v is "
+                           "the velocity to return. With v ← μv − ηg and θ ← θ + v the velocity is −η times "
+                           "PyTorch's; θ moves the same only while η stays constant, and differs as soon as the "
+                           "learning rate changes between steps"),
+        "lr_inside": (lr_inside, "PyTorch's velocity holds no learning rate: v ← μv + g, then θ ← θ − ηv, and that v "
+                                 "is the velocity to return. With v ← μv + ηg and θ ← θ − v the velocity is η times "
+                                 "PyTorch's; θ moves the same only while η stays constant, and differs as soon as "
+                                 "the learning rate changes between steps"),
     }
 
 
+#: (bug, buggy rule) whose θ differs from PyTorch's at any learning rate; all but the last need μ > 0 to show
+_THETA_BUGS = ((MOMENTUM_SIGN, "sign_v"), (MOMENTUM_SIGN, "sign_g"), (NO_MOMENTUM, "no_momentum"),
+               (SIGN_FLIP, "ascent"), (AVERAGED_VELOCITY, "averaged"), (OLD_VELOCITY, "old_velocity"),
+               (NO_LR, "no_lr"))
+#: the two conventions whose velocity always differs from PyTorch's, and θ only when the learning rate changes
+_VELOCITY_BUGS = ((CS231N_VELOCITY, "cs231n"), (LR_IN_VELOCITY, "lr_inside"))
+
+
+def _momentum_probes(step: Callable, A, b, theta0, run: _Run, part: str) -> list[Probe]:
+    """Probes for a wrong ``part`` ("theta" or "velocity"): the student's run reproduces a buggy rule's
+    (on θ alone for a wrong θ; on θ and the velocity for a wrong velocity)."""
+    bugs = _buggy_steps()
+    parts = ("theta",) if part == "theta" else ("theta", "velocity")
+
+    def like(name: str) -> Callable[[], bool]:
+        def test() -> bool:
+            got, bad = try_call(_trajectory, step, A, b, theta0, run), _trajectory(bugs[name][0], A, b, theta0, run)
+            return got is not None and all(close(getattr(got, p), getattr(bad, p)) for p in parts)
+        return test
+
+    theta_bugs = [(bug, name) for bug, name in _THETA_BUGS
+                  if part == "theta" and run.momentum > 0 and (name != "no_lr" or 1 not in run.lrs)]
+    return [Probe(bug, like(name), bugs[name][1]) for bug, name in theta_bugs + list(_VELOCITY_BUGS)]
+
+
 def _first_wrong_step(got: np.ndarray, expected: np.ndarray) -> str:
-    """Which step θ first goes wrong at (an observation: a wrong first step points at the update itself,
+    """Which step first goes wrong (an observation: a wrong first step points at the update itself,
     a later one at what is carried from step to step)."""
     bad = ~np.all(np.isclose(got, expected, rtol=1e-7, atol=1e-10), axis=tuple(range(1, got.ndim)))
     first = int(np.argmax(bad))
-    return "the first step already gives a wrong θ" if first == 0 else \
-        f"the first {first} step{'s' if first > 1 else ''} give{'' if first > 1 else 's'} the right θ; " \
-        f"θ goes wrong from step {first + 1} on"
+    return "the first step is already wrong" if first == 0 else \
+        f"the first {first} step{'s' if first > 1 else ''} {'are' if first > 1 else 'is'} right; " \
+        f"it goes wrong from step {first + 1} on"
+
+
+def _velocity_wrong(got: np.ndarray, expected: np.ndarray) -> str:
+    return f"θ is right at every step, the velocity returned is not; {_first_wrong_step(got, expected)}"
+
+
+def _check_momentum_run(fb: Feedback, sgd_momentum_step: Callable, run: _Run, k: int) -> None:
+    """θ, then the velocity, after each step of ``run``: against nk.optim.SGD, then PyTorch."""
+    __tracebackhide__ = True
+    A, b, theta0 = _quadratic(run.d, run.seed)
+
+    def student(A_, b_, t0_):
+        return _trajectory(sgd_momentum_step, A_, b_, t0_, run)
+
+    # a hidden check names no hidden setting
+    setting = (f"of {len(run.lrs)} steps ({run.schedule()}, momentum = {run.momentum}, θ of length {run.d})"
+               if not fb.hidden else f"step of hidden run {k + 1} (θ of length {run.d}"
+               f"{', the learning rate changing between steps' if run.lr_changes else ''})")
+    parts = {"theta": f"θ after each {setting}", "velocity": f"the velocity returned after each {setting}"}
+    probes = {part: _momentum_probes(sgd_momentum_step, A, b, theta0, run, part) for part in parts}
+    got = call(fb, student, A, b, theta0, name="sgd_momentum_step(theta, grad, velocity, lr, momentum)")
+    expected = _nnkit_trajectory(A, b, theta0, run)
+    for part, label in parts.items():
+        check_array(fb, label, getattr(got, part), getattr(expected, part), probes=probes[part],
+                    observe=_first_wrong_step if part == "theta" else _velocity_wrong,
+                    shape_hint="one row per step", relations=False)
+    for part, label in parts.items():
+        check_against_torch(fb, f"{label}, against torch.optim.SGD", lambda *a, part=part: getattr(student(*a), part),
+                            _torch_trajectory(run, part), [A, b, theta0], probes=probes[part])
 
 
 def check_sgd_momentum(sgd_momentum_step: Callable, *, hidden: bool = False) -> None:
-    """``sgd_momentum_step(theta, grad, velocity, lr, momentum)`` → (new theta, new velocity), PyTorch's rule."""
+    """``sgd_momentum_step(theta, grad, velocity, lr, momentum)`` → (new theta, new velocity), PyTorch's rule;
+    θ and the velocity are compared step for step, also with a learning rate that changes between steps."""
     __tracebackhide__ = True
     fb = Feedback("sgd_momentum", hidden=hidden)
-    runs = [(4, 0.1, 0.9, 8, 51)] if not hidden else [(6, 0.05, 0.9, 25, 52), (3, 0.2, 0.5, 10, 53),
-                                                       (5, 0.1, 0.0, 5, 54)]
-    bugs = _buggy_steps()
     # one step on its own, velocity not zero: the caller's arrays stay as they were
     A, b, theta0 = _quadratic(4, 50)
     call(fb, sgd_momentum_step, theta0, A @ theta0 - b, 0.5 * theta0, 0.1, 0.9,
          name="sgd_momentum_step(theta, grad, velocity, lr, momentum)")
-    for k, (d, lr, mu, steps, seed) in enumerate(runs):
-        A, b, theta0 = _quadratic(d, seed)
-
-        def student(A_, b_, t0_, lr=lr, mu=mu, steps=steps):
-            return _trajectory(sgd_momentum_step, A_, b_, t0_, lr, mu, steps)
-
-        def like(name, A=A, b=b, theta0=theta0, lr=lr, mu=mu, steps=steps):
-            return lambda: mu > 0 and close(try_call(_trajectory, sgd_momentum_step, A, b, theta0, lr, mu, steps),
-                                            _trajectory(bugs[name][0], A, b, theta0, lr, mu, steps))
-
-        probes = [Probe(MOMENTUM_SIGN, like("sign_v"), bugs["sign_v"][1]),
-                  Probe(MOMENTUM_SIGN, like("sign_g"), bugs["sign_g"][1]),
-                  Probe(NO_MOMENTUM, like("no_momentum"), bugs["no_momentum"][1]),
-                  Probe(SIGN_FLIP, like("ascent"), bugs["ascent"][1]),
-                  Probe(AVERAGED_VELOCITY, like("averaged"), bugs["averaged"][1]),
-                  Probe(OLD_VELOCITY, like("old_velocity"), bugs["old_velocity"][1]),
-                  Probe(NO_LR, lambda lr=lr, like=like: lr != 1 and like("no_lr")(), bugs["no_lr"][1])]
-        # a hidden check names no hidden setting
-        label = (f"θ after each of {steps} steps (lr = {lr}, momentum = {mu}, θ of length {d})" if not hidden else
-                 f"θ after each step of hidden run {k + 1} (θ of length {d})")
-        got = call(fb, student, A, b, theta0, name="sgd_momentum_step(theta, grad, velocity, lr, momentum)")
-        check_array(fb, label, got, _nnkit_trajectory(A, b, theta0, lr, mu, steps), observe=_first_wrong_step,
-                    probes=probes, shape_hint="one row per step", relations=False)
-        check_against_torch(fb, f"{label}, against torch.optim.SGD", student, _torch_trajectory(lr, mu, steps),
-                            [A, b, theta0], probes=probes)
-    fb.passed("momentum SGD follows torch.optim.SGD step for step")
+    for k, run in enumerate(_HIDDEN_RUNS if hidden else _VISIBLE_RUNS):
+        _check_momentum_run(fb, sgd_momentum_step, run, k)
+    fb.passed("momentum SGD follows torch.optim.SGD step for step, θ and velocity, also when the learning rate "
+              "changes")
 
 
 # --------------------------------------------------------------------------------------------
@@ -394,6 +493,42 @@ def _torch_dropout_stats(p: float):
     return run
 
 
+@dataclass
+class EvalAfterTraining:
+    """A layer's eval mode right after a training-mode forward pass on the same x."""
+
+    mask: np.ndarray  # what the training forward multiplied x by: its output / x
+    out: object       # forward(x) after .eval()
+    dx: object        # backward(grad) after that
+
+
+def _eval_after_training(cls, p: float, x: np.ndarray, g: np.ndarray, seed: int) -> EvalAfterTraining:
+    """A fresh ``cls(p, rng=seed)``: forward(x) in training mode, then .eval(), forward(x), backward(g)."""
+    layer = cls(p, rng=seed)
+    with quiet():  # the caller's x and grad themselves: changing them in place is seen
+        mask = np.asarray(layer.forward(x), dtype=float) / x
+        layer.eval()
+        out = layer.forward(x)
+        dx = layer.backward(g)
+    return EvalAfterTraining(mask, out, dx)
+
+
+def _check_eval_after_training(fb: Feedback, Dropout, x: np.ndarray, g: np.ndarray) -> None:
+    """Eval mode is the identity, forward and backward, also right after a training-mode forward:
+    the mask that pass drew must not reach the eval-mode backward."""
+    __tracebackhide__ = True
+    named = "Dropout(p=0.5)" if not fb.hidden else "Dropout(p)"
+    steps = f"{named}: forward(x) in training mode, then .eval() and forward(x) again"
+    run = call(fb, _eval_after_training, Dropout, 0.5, x, g, 76, name=f"{steps}, then backward(grad)",
+               arg_names=(None, None, "x", "grad", None))
+    stale = ("in eval mode forward must also forget the mask (self.mask = None): otherwise the mask the earlier "
+             "training-mode forward drew is still applied, though eval-mode dropout is the identity")
+    check_array(fb, f"{steps}: the output", run.out, x, relations=False,
+                probes=[Probe(STALE_MASK, lambda: close(run.out, x * run.mask), stale)])
+    check_array(fb, f"{steps}, then backward(grad)", run.dx, g, relations=False,
+                probes=[Probe(STALE_MASK, lambda: close(run.dx, g * run.mask), stale)])
+
+
 def _check_mask_per_unit(fb: Feedback, label: str, kept: np.ndarray) -> None:
     """Each unit of each example is dropped on its own: a mask the same in every row (or column) is shared."""
     __tracebackhide__ = True
@@ -480,15 +615,17 @@ def check_dropout(Dropout, *, hidden: bool = False) -> None:
                             "in eval mode (self.training is False) dropout does nothing: return x, and grad unchanged")]
         check_array(fb, f"{named} in eval mode: output", out_e, x, probes=eval_probe, relations=False)
         check_array(fb, f"{named} in eval mode: backward(grad)", dx_e, g, probes=eval_probe, relations=False)
-    # the mask comes from the generator Dropout(p, rng=seed) is given, and from nothing else
     xs, gs = x[:20, :50], g[:20, :50]
+    _check_eval_after_training(fb, Dropout, xs, gs)
+    # the mask comes from the generator Dropout(p, rng=seed) is given, and from nothing else
 
     def masks(seed):
         return call(fb, _dropout_run, Dropout, 0.5, xs, gs, seed, name="Dropout(p, rng=seed): forward / backward",
                     arg_names=(None, None, "x", "grad", None))
 
     check_uses_generator(fb, "Dropout(p, rng=seed) on the same input", masks, (74, 75), differ="the masks")
-    fb.passed("drop probability, scaling, the same mask in backward, identity in eval mode")
+    fb.passed("drop probability, scaling, the same mask in backward, identity in eval mode (also right after "
+              "training)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -539,6 +676,21 @@ def _run_stopper(EarlyStopping, val_losses, patience: int) -> np.ndarray:
     return np.array([stop, getattr(stopper, "best_epoch")], dtype=float)
 
 
+#: how many more times step() is called after it first returned True, each epoch without improvement
+_AFTER_STOP = 3
+
+
+def _returns_after_stop(EarlyStopping, val_losses, patience: int) -> np.ndarray:
+    """What step() returns (1 for True) on ``_AFTER_STOP`` more epochs after it first returned True, each
+    with the stopping epoch's loss again: that loss did not improve on the best, so it still does not."""
+    stopper = EarlyStopping(patience)
+    with quiet():
+        for v in val_losses:
+            if stopper.step(float(v)):
+                return np.array([bool(stopper.step(float(v))) for _ in range(_AFTER_STOP)], dtype=float)
+    return np.zeros(0)
+
+
 class _LastNotBest:
     def __init__(self, patience):
         self.patience, self.last, self.waited, self.best_epoch, self.epoch = patience, np.inf, 0, None, -1
@@ -573,6 +725,20 @@ class _TieImproves(_LastNotBest):
         return self.waited >= self.patience
 
 
+class _OnceOnly(_LastNotBest):
+    def step(self, v):
+        self.epoch += 1
+        if v < self.last:
+            self.last, self.best_epoch, self.waited = v, self.epoch, 0
+        else:
+            self.waited += 1
+        return self.waited == self.patience
+
+
+#: margins a student may demand of an improvement (val_loss < best − margin), tried by a probe
+_MARGINS = (1e-5, 1e-4, 1e-3, 1e-2)
+
+
 def _which_answer(got: np.ndarray, expected: np.ndarray) -> str:
     """Which of [stopping epoch, best_epoch] is wrong (an observation, no values)."""
     wrong = [name for name, g, e in zip(("the epoch at which step() returns True", "best_epoch"), got, expected)
@@ -580,53 +746,95 @@ def _which_answer(got: np.ndarray, expected: np.ndarray) -> str:
     return f"only {wrong[0]} is wrong" if len(wrong) == 1 else "both the stopping epoch and best_epoch are wrong"
 
 
+def _stopping_probes(EarlyStopping, losses: np.ndarray, patience: int, expected: np.ndarray) -> list[Probe]:
+    """The known bugs of [stopping epoch, best_epoch], each recognised by reproducing the student's answer."""
+    def got() -> np.ndarray | None:
+        return try_call(_run_stopper, EarlyStopping, losses, patience)
+
+    def like(cls) -> Callable[[], bool]:
+        return lambda: close(got(), _run_stopper(cls, losses, patience))
+
+    return [
+        Probe(OFF_BY_ONE, lambda: close(got(), _fit_oracle(losses, patience + 1)) and expected[0] >= 0,
+              "stopped one epoch late: stop as soon as `patience` epochs in a row brought no improvement "
+              "(counter >= patience)"),
+        Probe(OFF_BY_ONE, lambda: patience > 1 and close(got(), _fit_oracle(losses, patience - 1)),
+              "stopped one epoch early: `patience` epochs without improvement are allowed before stopping"),
+        Probe(LAST_NOT_BEST, like(_LastNotBest),
+              "an epoch improves on the *best* loss so far, not on the previous epoch's loss"),
+        Probe(NO_RESET, like(_NoReset), "reset the count of epochs without improvement when the loss improves"),
+        Probe(TIE_IMPROVES, like(_TieImproves),
+              "a loss equal to the best so far is no improvement: compare with <, not <="),
+        Probe(OFF_BY_ONE, lambda: close(got(), expected + [0, 1]),
+              "best_epoch is one too large: epochs count from 0 (the first call of step() is epoch 0)"),
+        Probe(BEST_EPOCH_WRONG, lambda: _best_is_last(EarlyStopping, losses, patience, expected),
+              "best_epoch is the last epoch, not the one of the lowest loss: set it only when the loss improves "
+              "on the best so far (the weights to restore are those of that epoch)"),
+        Probe(MIN_DELTA, lambda: any(close(got(), _fit_oracle(losses, patience, m)) for m in _MARGINS),
+              "an epoch improves when its loss is strictly lower than the best so far, by however little: "
+              "compare val_loss < best_loss, with no margin (a margin is what min_delta adds in nk.train.fit; "
+              "this question has none)"),
+    ]
+
+
+def _check_after_stop(fb: Feedback, EarlyStopping, losses: np.ndarray, patience: int, expected: np.ndarray,
+                      setting: str) -> None:
+    """After the stop (``expected``: fit's [stopping epoch, best epoch]), epochs without improvement: step()
+    is True while the epochs since the best number at least ``patience`` (fit's rule, waited >= patience)."""
+    __tracebackhide__ = True
+    stop, best = expected
+    after = (stop + 1 + np.arange(_AFTER_STOP) - best >= patience).astype(float)
+    got = call(fb, _returns_after_stop, EarlyStopping, losses, patience,
+               name="EarlyStopping(patience).step(val_loss)")
+    once = _returns_after_stop(_OnceOnly, losses, patience)
+    check_array(fb, f"what step() returns (1: True) on {_AFTER_STOP} more epochs after it first returned True, "
+                    f"each with the stopping epoch's loss again (no improvement), for {setting}",
+                got, after, relations=False, probes=[Probe(
+                    STOPS_ONCE, lambda: close(got, once),
+                    "once `patience` epochs in a row have brought no improvement, one more epoch without "
+                    "improvement keeps that true: step() must go on returning True (compare the count with >=, "
+                    "not ==)")])
+
+
+def _shown(losses: np.ndarray) -> str:
+    """The losses as a visible message shows them, to 7 digits (improvements of 1e-6 stay visible)."""
+    return "[" + ", ".join(f"{v:.7g}" for v in losses) + "]"
+
+
+#: (validation losses, patience); the last of each set improves by as little as 1e-6 at a time
+_VISIBLE_SEQUENCES = ((np.array([1.0, 0.8, 0.7, 0.75, 0.72, 0.71, 0.9, 1.0]), 3),
+                      (np.array([0.9, 0.8, 0.85, 0.7, 0.75, 0.8, 0.6]), 2),
+                      (np.array([1.0, 0.8, 0.8 - 1e-6, 0.8 - 2e-6, 0.85, 0.8 - 3e-6, 0.9, 0.95]), 2))
+
+
+def _hidden_sequences() -> list[tuple[np.ndarray, int]]:
+    rng = seeded(81)
+    return [(1.0 + 0.3 * np.cos(np.arange(20) / 2.0) + 0.02 * rng.normal(size=20), 3),
+            (np.array([3.0, 2.0, 2.0, 2.0, 1.5, 1.6, 1.7, 1.8]), 2),
+            (np.linspace(2.0, 1.0, 10), 2),
+            (np.array([1.0, 1.1, 0.9, 1.2, 1.3, 0.8, 0.95, 0.96, 0.97, 0.98]), 3),
+            (0.5 + 1e-6 * np.array([0, -1, -2, 0, -3, 5, 5, -4, 1, 1, 1]), 3)]
+
+
 def check_early_stopping(EarlyStopping, *, hidden: bool = False) -> None:
     """``EarlyStopping(patience)``: ``step(val_loss)`` is True once the validation loss has not improved
-    for ``patience`` epochs in a row; ``best_epoch`` is the (0-based) epoch of the lowest loss so far.
+    (strictly lower than the best, by any amount) for ``patience`` epochs in a row, and stays True while it
+    does not improve; ``best_epoch`` is the (0-based) epoch of the lowest loss so far.
     The same rule as ``nk.train.fit(..., patience=...)``."""
     __tracebackhide__ = True
     fb = Feedback("early_stopping", hidden=hidden)
-    if hidden:
-        rng = seeded(81)
-        sequences = [(1.0 + 0.3 * np.cos(np.arange(20) / 2.0) + 0.02 * rng.normal(size=20), 3),
-                     (np.array([3.0, 2.0, 2.0, 2.0, 1.5, 1.6, 1.7, 1.8]), 2),
-                     (np.linspace(2.0, 1.0, 10), 2),
-                     (np.array([1.0, 1.1, 0.9, 1.2, 1.3, 0.8, 0.95, 0.96, 0.97, 0.98]), 3)]
-    else:
-        sequences = [(np.array([1.0, 0.8, 0.7, 0.75, 0.72, 0.71, 0.9, 1.0]), 3),
-                     (np.array([0.9, 0.8, 0.85, 0.7, 0.75, 0.8, 0.6]), 2)]
-    for losses, patience in sequences:
+    for losses, patience in (_hidden_sequences() if hidden else _VISIBLE_SEQUENCES):
         expected = _fit_oracle(losses, patience)
-        shown = fb.values(f" {np.round(losses, 3).tolist()}")
-        label = (f"[epoch at which step() first returns True (−1: never), best_epoch] for patience = {patience} "
-                 f"and the validation losses{shown or f' of a {len(losses)}-epoch run'}")
-
-        def like(cls) -> Callable[[], bool]:
-            return lambda: close(try_call(_run_stopper, EarlyStopping, losses, patience),
-                                 _run_stopper(cls, losses, patience))
-
-        probes = [
-            Probe(OFF_BY_ONE, lambda: close(try_call(_run_stopper, EarlyStopping, losses, patience),
-                                            _fit_oracle(losses, patience + 1)) and expected[0] >= 0,
-                  "stopped one epoch late: stop as soon as `patience` epochs in a row brought no improvement "
-                  "(counter >= patience)"),
-            Probe(OFF_BY_ONE, lambda: patience > 1 and close(try_call(_run_stopper, EarlyStopping, losses, patience),
-                                                             _fit_oracle(losses, patience - 1)),
-                  "stopped one epoch early: `patience` epochs without improvement are allowed before stopping"),
-            Probe(LAST_NOT_BEST, like(_LastNotBest),
-                  "an epoch improves on the *best* loss so far, not on the previous epoch's loss"),
-            Probe(NO_RESET, like(_NoReset), "reset the count of epochs without improvement when the loss improves"),
-            Probe(TIE_IMPROVES, like(_TieImproves),
-                  "a loss equal to the best so far is no improvement: compare with <, not <="),
-            Probe(OFF_BY_ONE, lambda: close(try_call(_run_stopper, EarlyStopping, losses, patience), expected + [0, 1]),
-                  "best_epoch is one too large: epochs count from 0 (the first call of step() is epoch 0)"),
-            Probe(BEST_EPOCH_WRONG, lambda: _best_is_last(EarlyStopping, losses, patience, expected),
-                  "best_epoch is the last epoch, not the one of the lowest loss: set it only when the loss improves "
-                  "on the best so far (the weights to restore are those of that epoch)"),
-        ]
+        setting = f"patience = {patience} and the validation losses " + \
+                  (_shown(losses) if not hidden else f"of a {len(losses)}-epoch run")
         got = call(fb, _run_stopper, EarlyStopping, losses, patience, name="EarlyStopping(patience).step(val_loss)")
-        check_array(fb, label, got, expected, observe=_which_answer, probes=probes, relations=False)
-    fb.passed("the same stopping epoch and best epoch as nk.train.fit")
+        check_array(fb, f"[epoch at which step() first returns True (−1: never), best_epoch] for {setting}", got,
+                    expected, observe=_which_answer, probes=_stopping_probes(EarlyStopping, losses, patience, expected),
+                    relations=False)
+        if expected[0] >= 0:
+            _check_after_stop(fb, EarlyStopping, losses, patience, expected, setting)
+    fb.passed("the same stopping epoch and best epoch as nk.train.fit, and True from then on while the loss does "
+              "not improve")
 
 
 # --------------------------------------------------------------------------------------------

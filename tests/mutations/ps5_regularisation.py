@@ -84,6 +84,16 @@ def sgd_momentum_step(theta, grad, velocity, lr, momentum):
     velocity = momentum * velocity + grad
     return theta - velocity, velocity
 ''', "learning rate not applied"),
+        ("velocity in the CS231n form", '''
+def sgd_momentum_step(theta, grad, velocity, lr, momentum):
+    velocity = momentum * velocity - lr * grad
+    return theta + velocity, velocity
+''', "velocity in the CS231n form (v = μv − ηg)"),
+        ("learning rate folded into the velocity", '''
+def sgd_momentum_step(theta, grad, velocity, lr, momentum):
+    velocity = momentum * velocity + lr * grad
+    return theta - velocity, velocity
+''', "learning rate inside the velocity (v = μv + ηg)"),
     ],
     "l2_penalty": [
         ("decaying biases", '''
@@ -248,6 +258,11 @@ class Dropout(nk.Module):
         self.mask = keep / (1.0 - self.p)
         return x * self.mask''', '''        return grad if self.mask is None else grad / (1.0 - self.p)'''),
          "dropout mask not reused"),
+        ("eval mode keeps the training pass's mask", _dropout('''        keep = self.rng.random(x.shape) >= self.p
+        self.mask = keep / (1.0 - self.p)
+        return x * self.mask''', '''        return grad if self.mask is None else grad * self.mask''').replace(
+            "            self.mask = None\n            return x\n", "            return x\n"),
+         "the training pass's mask kept in eval mode"),
     ],
     "early_stopping": [
         ("off by one (stops late)", _EARLY.format(body='''        if val_loss < self.best_loss:
@@ -287,6 +302,16 @@ class Dropout(nk.Module):
         else:
             self.waited += 1
         return self.waited >= self.patience'''), "off by one"),
+        ("an improvement must beat the best by 1e-3", _EARLY.format(body='''        if val_loss < self.best_loss - 1e-3:
+            self.best_loss, self.best_epoch, self.waited = val_loss, self.epoch, 0
+        else:
+            self.waited += 1
+        return self.waited >= self.patience'''), "an improvement required to beat the best by a margin"),
+        ("True only on the stopping epoch", _EARLY.format(body='''        if val_loss < self.best_loss:
+            self.best_loss, self.best_epoch, self.waited = val_loss, self.epoch, 0
+        else:
+            self.waited += 1
+        return self.waited == self.patience'''), "True only on the stopping epoch"),
     ],
     "fgsm": [
         ("gradient instead of its sign", '''
@@ -409,7 +434,7 @@ class EarlyStopping:
         self.best_loss = min(self.best_loss, val_loss)
         stop, best = G._fit_oracle(self.losses, self.patience)
         self.best_epoch = int(best)
-        return stop == self.epoch
+        return 0 <= stop <= self.epoch
 ''', "not accepted"),
     ],
     "fgsm": [
