@@ -20,6 +20,7 @@ come from the reference engine and from ``torch.autograd`` on every available de
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -568,29 +569,39 @@ def _trace(builder: Callable, values: Sequence[float], backprop: Callable) -> Tr
     return Trace([n._op for n in nodes], [float(n.data) for n in nodes], users, runs)
 
 
-def _trace_probes(trace: Trace | None) -> list[Probe]:
-    """What the recorded runs show: a node never run, run twice, or run before a node that uses it."""
-    if trace is None:
-        return []
-    probes = []
-    if trace.skipped():
-        k = trace.skipped()[0]
-        same = any(trace.values[j] == trace.values[k] and trace.runs[j] for j in trace.operation_nodes())
+def _trace_probes(builder: Callable, values: Sequence[float], backprop: Callable) -> list[Probe]:
+    """What the recorded runs show: a node never run, run twice, or run before a node that uses it.
+    The traced run is made once, and only when a failure asks the probes."""
+    trace = functools.cache(lambda: _trace(builder, values, backprop))
+
+    def skipped() -> str | None:
+        t = trace()
+        if t is None or not t.skipped():
+            return None
+        k = t.skipped()[0]
+        same = any(t.values[j] == t.values[k] and t.runs[j] for j in t.operation_nodes())
         why = (": it has the same value as a node that did run — a visited set must hold the nodes "
                "themselves, not their values" if same else ": every node must pass its gradient on once")
-        probes.append(Probe(NODE_SKIPPED, lambda: True, f"{trace.node(k)} never ran its _backward{why}"))
-    if trace.repeated():
-        k = trace.repeated()[0]
-        probes.append(Probe(NO_ACCUMULATION, lambda: True,
-                            f"{trace.node(k)} ran its _backward {len(trace.runs[k])} times, passing its gradient "
-                            "on once per use: each node must run its _backward exactly once (keep a visited set)"))
-    if trace.too_early():
-        k, u = trace.too_early()[0]
-        probes.append(Probe(WRONG_ORDER, lambda: True,
-                            f"{trace.node(k)} ran its _backward before {trace.node(u)}, which uses it, had added "
-                            "its contribution: visit the nodes in reverse topological order (a depth-first "
-                            "search that appends a node after its inputs, then reversed)"))
-    return probes
+        return f"{t.node(k)} never ran its _backward{why}"
+
+    def repeated() -> str | None:
+        t = trace()
+        if t is None or not t.repeated():
+            return None
+        k = t.repeated()[0]
+        return (f"{t.node(k)} ran its _backward {len(t.runs[k])} times, passing its gradient on once per use: "
+                "each node must run its _backward exactly once (keep a visited set)")
+
+    def too_early() -> str | None:
+        t = trace()
+        if t is None or not t.too_early():
+            return None
+        k, u = t.too_early()[0]
+        return (f"{t.node(k)} ran its _backward before {t.node(u)}, which uses it, had added its contribution: "
+                "visit the nodes in reverse topological order (a depth-first search that appends a node after "
+                "its inputs, then reversed)")
+
+    return [Probe(NODE_SKIPPED, skipped), Probe(NO_ACCUMULATION, repeated), Probe(WRONG_ORDER, too_early)]
 
 
 def _like_on_fanout(backprop: Callable, buggy: Callable) -> bool:
@@ -624,7 +635,7 @@ def _backprop_probes(backprop: Callable, builder: Callable, values: Sequence[flo
               "that uses it has added its contribution: use reverse topological order"),
         Probe(SIGN_FLIP, lambda: close(_leaf_grads(builder, values, backprop)[:-1], -ref[:-1]),
               "the gradients are the negatives of the right ones"),
-        *_trace_probes(_trace(builder, values, backprop)),
+        *_trace_probes(builder, values, backprop),
     ]
 
 

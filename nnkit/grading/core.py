@@ -60,6 +60,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import copy
+import dataclasses
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
@@ -68,7 +69,7 @@ import numpy as np
 
 from nnkit.gradcheck import relative_error  # the course's one definition, documented there
 
-from . import global_rng
+from . import global_rng, wire
 from .report import ASPECTS, CheckFailed, Comparison, Report, Step, install_excepthook
 
 install_excepthook()  # a plain script that fails a check prints the message, not the grader's frames
@@ -266,17 +267,7 @@ def call(fb: Feedback, fn: Callable, *args, name: str | None = None, copy_inputs
 
 
 def _items(x) -> list | dict | None:
-    return type(x)(x) if type(x) in (list, dict) else None
-
-
-def _items_replaced(before: list | dict | None, after) -> bool:
-    """True when a handed list or dict holds other objects than it did (``params[i] = …``, an
-    append, a new key), rather than the same arrays changed in place."""
-    if before is None or type(after) is not type(before):
-        return False
-    keys = range(len(before)) if type(before) is list else before.keys()
-    return len(after) != len(before) or (type(after) is dict and after.keys() != before.keys()) \
-        or any(after[k] is not before[k] for k in keys)
+    return type(x)(x) if type(x) in wire.CONTAINERS else None
 
 
 def _check_unchanged(fb: Feedback, label: str, originals, handed, allowed: set, arg_names, result,
@@ -293,7 +284,8 @@ def _check_unchanged(fb: Feedback, label: str, originals, handed, allowed: set, 
         return
     said = f"{label} changed its {' and '.join(changed)} in place"
     returned = " and returned None" if result is None else ""
-    replaced = [i for i in positions if i < len(items) and _items_replaced(items[i], args[i])]
+    replaced = [i for i in positions if i < len(items) and items[i] is not None
+                and wire.items_replaced(items[i], args[i])]
     if replaced:
         kind = "list" if type(args[replaced[0]]) is list else "dict"
         fb.fail(MODIFIES_INPUT, f"{said}: it put other objects in the caller's {kind}{returned}",
@@ -352,23 +344,27 @@ class Probe:
 
     ``test()`` returns True when the student's code behaves exactly as the buggy version would
     (e.g. its output on crafted inputs equals the reference computed with Wᵀ). It should use
-    ``try_call`` so that an exception inside a probe just means "not this bug".
+    ``try_call`` so that an exception inside a probe just means "not this bug". A test that can
+    say what it found (which node, which step) returns that sentence instead of True: it becomes
+    the hint.
     """
 
     bug: str
-    test: Callable[[], bool]
+    test: Callable[[], bool | str | None]
     hint: str = ""
 
 
 def diagnose(probes: Iterable[Probe]) -> Probe | None:
-    """The first probe whose test says yes, else None (a failing probe counts as no)."""
+    """The first probe whose test says yes, else None (a failing probe counts as no); a test that
+    returned a sentence gives the probe that hint."""
     for probe in probes or ():
         try:
             with quiet():
-                if probe.test():
-                    return probe
+                found = probe.test()
         except Exception:  # noqa: BLE001
             continue
+        if found:
+            return dataclasses.replace(probe, hint=found) if isinstance(found, str) else probe
     return None
 
 

@@ -194,7 +194,7 @@ class _Server:
         """Keep the judge's stateful objects of this request under the judge's numbers."""
         for index, number in mirror:
             obj = memo.get(index)
-            if obj is not None and (isinstance(obj, np.ndarray) or type(obj) in (list, dict) or _has_state(obj)):
+            if obj is not None and (isinstance(obj, np.ndarray) or type(obj) in wire.CONTAINERS or _has_state(obj)):
                 self.mirrors[number] = obj
                 self.mirror_ids[id(obj)] = number
                 self.snapshots[number] = _state(obj)
@@ -208,7 +208,7 @@ class _Server:
             if isinstance(obj, np.ndarray):
                 if obj.shape != before.shape or obj.tobytes() != before.tobytes():
                     out.append(("array", number, obj))
-            elif type(obj) in (list, dict):
+            elif type(obj) in wire.CONTAINERS:
                 out += self._item_changes(number, obj, before)
             else:
                 out += [("attr", number, name, value) for name, value in (wire.attributes(obj) or {}).items()
@@ -221,10 +221,7 @@ class _Server:
         """("items"/"entries", number, keys, values, kept) when an item was replaced, added or
         removed; ``kept`` gives, by number, the items that are the judge's own objects."""
         keys = list(range(len(obj))) if type(obj) is list else list(obj)
-        old = list(range(len(before))) if type(before) is list else list(before)
-        if keys == old and all(obj[k] is before[k] for k in keys):
-            return []
-        if not all(isinstance(k, (str, int)) for k in keys):
+        if not wire.items_replaced(before, obj) or not all(isinstance(k, (str, int)) for k in keys):
             return []
         values, kept = [obj[k] for k in keys], []
         for i, value in enumerate(values):
@@ -418,7 +415,7 @@ def _has_state(obj) -> bool:
 def _state(obj):
     if isinstance(obj, np.ndarray):
         return obj.copy()
-    return type(obj)(obj) if type(obj) in (list, dict) else wire.attributes(obj)
+    return type(obj)(obj) if type(obj) in wire.CONTAINERS else wire.attributes(obj)
 
 
 _OPERATORS = {

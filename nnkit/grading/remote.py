@@ -109,18 +109,14 @@ class _Pickler(_BasePickler):
             self.callbacks.setdefault(id(obj), obj)
             return ("c", id(obj))
         entry = self.sent.get(id(obj))
-        if entry is not None and entry[1] is obj and type(obj) not in _CONTAINERS:
+        if entry is not None and entry[1] is obj and type(obj) not in wire.CONTAINERS:
             return ("m", entry[0])
         return None
 
 
-#: the containers whose items the kernel reports changes of (``params[i] = …`` in student code)
-_CONTAINERS = (list, dict)
-
-
 def _mirrored(obj) -> bool:
     """Arrays, lists, dicts and objects with attributes: what the kernel reports changes of."""
-    return isinstance(obj, np.ndarray) or type(obj) in _CONTAINERS or \
+    return isinstance(obj, np.ndarray) or type(obj) in wire.CONTAINERS or \
         (type(obj) is not Remote and wire.attributes(obj) is not None)
 
 
@@ -169,7 +165,7 @@ class Conversation:
         pickler.dump(args)
         mirror = []
         for index, obj in sorted(pickler.memo.copy().values(), key=lambda e: e[0]):
-            if _mirrored(obj) and (id(obj) not in self._sent or type(obj) in _CONTAINERS):
+            if _mirrored(obj) and (id(obj) not in self._sent or type(obj) in wire.CONTAINERS):
                 number = len(self._objects) + 1
                 self._sent[id(obj)], self._objects[number] = (number, obj), obj
                 mirror.append((index, number))
@@ -219,7 +215,7 @@ class Conversation:
                     self._apply_array(original, change[2])
                 elif kind == "attr" and len(change) == 4 and isinstance(change[2], str):
                     self._apply_attribute(original, change[2], change[3])
-                elif kind in ("items", "entries") and len(change) == 5 and type(original) in _CONTAINERS:
+                elif kind in ("items", "entries") and len(change) == 5 and type(original) in wire.CONTAINERS:
                     self._apply_items(original, *change[2:])
 
     def _apply_array(self, original: np.ndarray, new) -> None:

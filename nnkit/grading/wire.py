@@ -64,6 +64,19 @@ class Handle:
     callable: bool = False
 
 
+#: the containers whose items a graded run mirrors (``params[i] = …`` in student code)
+CONTAINERS = (list, dict)
+
+
+def items_replaced(before: list | dict, after: list | dict) -> bool:
+    """True when a list or dict holds other objects than ``before``, its shallow copy, did
+    (``params[i] = …``, an append, a new or deleted key), rather than the same objects."""
+    if type(after) is not type(before) or len(after) != len(before):
+        return True
+    keys = range(len(before)) if type(before) is list else before.keys()
+    return (type(after) is dict and after.keys() != before.keys()) or any(after[k] is not before[k] for k in keys)
+
+
 def attributes(obj) -> dict | None:
     """An object's attributes by name (``__dict__`` and ``__slots__``), or None for things that
     have none worth mirroring (classes, modules, functions)."""
